@@ -1,0 +1,85 @@
+"""The FastAPI application: routers under /api/v1, clients created in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from temporalio.client import Client as TemporalClient
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.routes import api_keys, auth, health, projects, roles, users
+from cxgear import __version__
+from cxgear.db import create_engine, session_factory
+from cxgear.settings import Settings, get_settings
+from cxgear.temporal_client import connect_temporal
+
+UPLOAD_SUFFIXES = ("/import", "/append")
+
+
+class TemporalProvider:
+    """Connects lazily so the API starts (and reports not-ready) while Temporal is down."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: TemporalClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> TemporalClient:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await connect_temporal(self.settings)
+        return self._client
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    for module in (auth, users, roles, api_keys, projects):
+        router.include_router(module.router)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = session_factory(engine)
+        app.state.temporal = TemporalProvider(settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="CXGear API",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router())
+
+    def limit_for(path: str) -> int:
+        return (
+            settings.max_upload_bytes if path.endswith(UPLOAD_SUFFIXES) else settings.max_body_bytes
+        )
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn api.app:app` builds the app on first access so importing this module has no side effects.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,239 @@
+"""Request dependencies: database session (one transaction per request), principals, permissions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client as TemporalClient
+
+from api.errors import AppError, forbidden
+from cxgear.security import API_KEY_PREFIX, token_hash
+from cxgear.settings import Settings
+from models.api_key import ApiKey
+from models.organization import Organization
+from models.permissions import grants
+from models.role import Role
+from models.user import User, UserRole, UserStatus
+from models.user_session import SessionEnd, UserSession
+
+LAST_ACTIVE_RESOLUTION = timedelta(seconds=60)
+
+
+class UnitOfWork:
+    """A request's transaction plus work to run only once it has committed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._after_commit: list[Callable[[], Awaitable[Any]]] = []
+
+    def after_commit(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        self._after_commit.append(fn)
+
+    async def run_after_commit(self) -> None:
+        for fn in self._after_commit:
+            await fn()
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with maker() as session:
+        uow = UnitOfWork(session)
+        try:
+            yield uow
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    await uow.run_after_commit()
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
+
+
+async def get_session(uow: UowDep) -> AsyncSession:
+    return uow.session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_temporal(request: Request) -> TemporalClient:
+    provider: Callable[[], Awaitable[TemporalClient]] = request.app.state.temporal
+    return await provider()
+
+
+TemporalDep = Annotated[TemporalClient, Depends(get_temporal)]
+
+
+@dataclass
+class Principal:
+    """A signed-in person: user, organization, session and effective permissions."""
+
+    user: User
+    org: Organization
+    session: UserSession
+    permissions: list[str] = field(default_factory=list)
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.org.id
+
+    def can(self, permission: str) -> bool:
+        return grants(self.permissions, permission)
+
+
+@dataclass
+class KeyPrincipal:
+    """A machine calling with an organization API key."""
+
+    key: ApiKey
+    org: Organization
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.org.id
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AppError("Missing bearer token", "TOKEN_INVALID", 401)
+    return token.strip()
+
+
+async def user_permissions(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    rows = await session.exec(
+        select(Role.permissions)
+        .join(UserRole, col(UserRole.role_id) == col(Role.id))
+        .where(UserRole.user_id == user_id)
+    )
+    perms: set[str] = set()
+    for p in rows:
+        perms.update(p)
+    return sorted(perms)
+
+
+async def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+    token = _bearer(request)
+    if token.startswith(API_KEY_PREFIX):
+        raise AppError(
+            "API keys cannot call this route; sign in and use a session token",
+            "API_KEY_NOT_ALLOWED",
+            401,
+        )
+    found = (
+        await session.exec(
+            select(UserSession).where(
+                UserSession.token_hash == token_hash(settings.secret_key.get_secret_value(), token)
+            )
+        )
+    ).first()
+    if found is None:
+        raise AppError("Session token is not valid", "TOKEN_INVALID", 401)
+    now = datetime.now(UTC)
+    if found.ended_at is not None:
+        if found.end_reason == SessionEnd.replaced:
+            raise AppError(
+                "This session was ended by a sign-in on another device", "SESSION_REPLACED", 401
+            )
+        raise AppError("This session was signed out", "SESSION_REVOKED", 401)
+    if found.expires_at <= now:
+        raise AppError("Session expired; sign in again", "SESSION_EXPIRED", 401)
+    user = await session.get(User, found.user_id)
+    org = await session.get(Organization, found.org_id)
+    if user is None or org is None or user.status != UserStatus.active:
+        raise AppError("This session was signed out", "SESSION_REVOKED", 401)
+    if now - found.last_active_at > LAST_ACTIVE_RESOLUTION:
+        found.last_active_at = now
+        session.add(found)
+    return Principal(user, org, found, await user_permissions(session, user.id))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+class RequirePermission:
+    """Route dependency that declares and enforces the permission a route needs."""
+
+    def __init__(self, permission: str) -> None:
+        self.permission = permission
+
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        if not principal.can(self.permission):
+            raise forbidden(self.permission)
+        return principal
+
+
+class RequireSignedIn:
+    """Route dependency for routes any signed-in user may call (their own session, profile)."""
+
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        return principal
+
+
+class RequireApiKey:
+    """Route dependency for machine routes: an organization API key with the given scope."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    async def __call__(
+        self, request: Request, session: SessionDep, settings: SettingsDep
+    ) -> KeyPrincipal:
+        token = _bearer(request)
+        if not token.startswith(API_KEY_PREFIX):
+            raise AppError(
+                "This route needs an organization API key (cxg_…), not a session token",
+                "API_KEY_REQUIRED",
+                401,
+            )
+        key = (
+            await session.exec(
+                select(ApiKey).where(
+                    ApiKey.key_hash == token_hash(settings.secret_key.get_secret_value(), token)
+                )
+            )
+        ).first()
+        if key is None or key.revoked_at is not None:
+            raise AppError("API key is not valid or was revoked", "API_KEY_INVALID", 401)
+        if self.scope not in key.scopes:
+            raise AppError(f"API key lacks the '{self.scope}' scope", "FORBIDDEN", 403)
+        org = await session.get(Organization, key.org_id)
+        if org is None:
+            raise AppError("API key is not valid or was revoked", "API_KEY_INVALID", 401)
+        now = datetime.now(UTC)
+        if key.last_used_at is None or now - key.last_used_at > LAST_ACTIVE_RESOLUTION:
+            key.last_used_at = now
+            session.add(key)
+        return KeyPrincipal(key, org)
+
+
+class PublicRoute:
+    """Marks a route that needs no principal (sign-up, login, health, token-in-path webhooks)."""
+
+    async def __call__(self) -> None:
+        return None
+
+
+def Allow(permission: str) -> Any:
+    return Depends(RequirePermission(permission))
+
+
+SignedIn = Annotated[Principal, Depends(RequireSignedIn())]

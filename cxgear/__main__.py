@@ -1,0 +1,3 @@
+from cxgear.cli import app
+
+app()

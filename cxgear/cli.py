@@ -1,0 +1,87 @@
+"""The `cxgear` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from cxgear import __version__
+from cxgear.settings import TASK_QUEUES, get_settings
+
+app = typer.Typer(help="CXGear: automation over rows of data.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the CXGear version."""
+    console.print(f"cxgear {__version__}")
+
+
+@app.command()
+def dev() -> None:
+    """Start the embedded stack (PostgreSQL, Temporal + UI, OpenBao), migrate, then the API and a worker."""
+    from cxgear.stack.dev import run_dev
+
+    raise typer.Exit(run_dev(get_settings()))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent)."""
+    from cxgear.migrate import migrate as run
+
+    run(get_settings().database_url)
+    console.print("database is at the latest migration")
+
+
+@app.command()
+def api(
+    host: str = typer.Option(None, help="Bind address (default from CXGEAR_API_HOST)"),
+    port: int = typer.Option(None, help="Port (default from CXGEAR_API_PORT)"),
+) -> None:
+    """Run the HTTP API with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:app",
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker(
+    queues: list[str] = typer.Argument(
+        None, help=f"Task queues to poll (default all: {', '.join(TASK_QUEUES)})"
+    ),
+) -> None:
+    """Run a Temporal worker for all task queues, or only the ones named."""
+    from cxgear.worker import run_worker
+
+    chosen = queues or list(TASK_QUEUES)
+    unknown = sorted(set(chosen) - set(TASK_QUEUES))
+    if unknown:
+        err.print(
+            f"unknown task queue(s): {', '.join(unknown)}; choose from {', '.join(TASK_QUEUES)}"
+        )
+        raise typer.Exit(2)
+    _logging()
+    try:
+        asyncio.run(run_worker(get_settings(), chosen))
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,59 @@
+"""Shared column helpers and constrained types for every SQLModel table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy import Column, DateTime
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def id_field() -> Any:
+    return Field(default_factory=new_id, primary_key=True)
+
+
+def org_field() -> Any:
+    return Field(foreign_key="organization.id", index=True, ondelete="CASCADE")
+
+
+def created_field() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_type=DateTime(timezone=True),
+        nullable=False,
+    )
+
+
+def tz_field(default: datetime | None = None) -> Any:
+    return Field(default=default, sa_type=DateTime(timezone=True))
+
+
+def jsonb_field(default_factory: Any) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSONB, nullable=False))
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class RequestBody(BaseModel):
+    """Base of every API request body: unknown fields are refused so ids cannot be smuggled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PublicModel(BaseModel):
+    """Base of every API response body."""
+
+    model_config = ConfigDict(from_attributes=True)

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import psycopg
+from httpx import AsyncClient
+
+from cxgear.settings import Settings
+from tests.builders import PASSWORD, as_user, invite, login, signup
+
+
+class TestSignup:
+    async def test_creates_org_on_trial_with_admin(self, client: AsyncClient) -> None:
+        account = await signup(client)
+        r = await client.get("/api/v1/auth/me", headers=account.headers)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["organization"]["plan"] == "trial"
+        assert body["permissions"] == ["*"]
+
+    async def test_weak_password_is_rejected_with_reason(
+        self, client: AsyncClient, unique: str
+    ) -> None:
+        r = await client.post(
+            "/api/v1/auth/signup",
+            json={
+                "full_name": "A",
+                "organization_name": "O",
+                "email": f"{unique}@ex.com",
+                "password": "short",
+            },
+        )
+        assert r.status_code == 422
+        assert r.json()["errorCode"] == "WEAK_PASSWORD"
+        assert "at least" in r.json()["message"]
+
+    async def test_duplicate_email_is_rejected(self, client: AsyncClient) -> None:
+        account = await signup(client)
+        r = await client.post(
+            "/api/v1/auth/signup",
+            json={
+                "full_name": "B",
+                "organization_name": "Other",
+                "email": account.email.upper(),
+                "password": PASSWORD,
+            },
+        )
+        assert r.status_code == 409
+        assert r.json()["errorCode"] == "EMAIL_TAKEN"
+
+    async def test_unknown_fields_are_rejected(self, client: AsyncClient, unique: str) -> None:
+        r = await client.post(
+            "/api/v1/auth/signup",
+            json={
+                "full_name": "A",
+                "organization_name": "O",
+                "email": f"{unique}@ex.com",
+                "password": PASSWORD,
+                "org_id": "00000000-0000-0000-0000-000000000000",
+            },
+        )
+        assert r.status_code == 422
+        assert r.json()["errorCode"] == "VALIDATION_ERROR"
+        assert "org_id" in r.json()["message"]
+
+
+class TestLogin:
+    async def test_wrong_password(self, client: AsyncClient) -> None:
+        account = await signup(client)
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": account.email, "password": "nope"}
+        )
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "INVALID_CREDENTIALS"
+
+    async def test_other_device_is_refused_with_its_details(self, client: AsyncClient) -> None:
+        account = await signup(client, device="Laptop Firefox")
+        r = await login(client, account.email, device="Phone Safari")
+        assert r.status_code == 409
+        body = r.json()
+        assert body["errorCode"] == "SESSION_ACTIVE_ELSEWHERE"
+        assert body["details"]["device"] == "Laptop Firefox"
+        assert body["details"]["ip"] == "203.0.113.10"
+        assert body["details"]["startedAt"]
+        still = await client.get("/api/v1/auth/me", headers=account.headers)
+        assert still.status_code == 200
+
+    async def test_continue_here_ends_the_old_session(self, client: AsyncClient) -> None:
+        account = await signup(client, device="Laptop Firefox")
+        r = await login(client, account.email, device="Phone Safari", continue_here=True)
+        assert r.status_code == 200
+        old = await client.get("/api/v1/auth/me", headers=account.headers)
+        assert old.status_code == 401
+        assert old.json()["errorCode"] == "SESSION_REPLACED"
+        new = await client.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {r.json()['token']}"}
+        )
+        assert new.status_code == 200
+
+    async def test_same_device_replaces_its_own_session_silently(self, client: AsyncClient) -> None:
+        account = await signup(client, device="Laptop Firefox")
+        r = await login(client, account.email, device="Laptop Firefox")
+        assert r.status_code == 200
+        assert r.json()["token"] != account.token
+
+    async def test_expired_session(self, client: AsyncClient, settings: Settings) -> None:
+        account = await signup(client)
+        with psycopg.connect(
+            settings.database_url.replace("+psycopg", ""), autocommit=True
+        ) as conn:
+            conn.execute(
+                "update user_session set expires_at = now() - interval '1 minute' where user_id = %s",
+                (account.user_id,),
+            )
+        r = await client.get("/api/v1/auth/me", headers=account.headers)
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "SESSION_EXPIRED"
+        again = await login(client, account.email, device="Elsewhere")
+        assert again.status_code == 200
+
+    async def test_logout_revokes_the_token(self, client: AsyncClient) -> None:
+        account = await signup(client)
+        assert (
+            await client.post("/api/v1/auth/logout", headers=account.headers)
+        ).status_code == 204
+        r = await client.get("/api/v1/auth/me", headers=account.headers)
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "SESSION_REVOKED"
+
+    async def test_garbage_token(self, client: AsyncClient) -> None:
+        r = await client.get("/api/v1/auth/me", headers={"Authorization": "Bearer nonsense"})
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "TOKEN_INVALID"
+        r = await client.get("/api/v1/auth/me")
+        assert r.status_code == 401
+
+    async def test_invited_user_must_change_temporary_password(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        user = await invite(client, admin, roles=["Agent"])
+        r = await login(client, user["email"])
+        assert r.json()["must_change_password"] is True
+        me = await as_user(client, user["email"])
+        r = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": "An0ther-Strong-pass"},
+            headers=me.headers,
+        )
+        assert r.status_code == 204
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": "An0ther-Strong-pass"}
+        )
+        assert r.status_code == 200
+        assert r.json()["must_change_password"] is False
+
+
+class TestBodyLimit:
+    async def test_oversized_body_gets_413(self, client: AsyncClient, settings: Settings) -> None:
+        r = await client.post(
+            "/api/v1/auth/login",
+            content=b"{" + b" " * (settings.max_body_bytes + 10) + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 413
+        assert r.json()["errorCode"] == "PAYLOAD_TOO_LARGE"

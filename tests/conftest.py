@@ -1,0 +1,82 @@
+"""Shared fixtures: real PostgreSQL, Temporal and OpenBao (see stack_fixtures), one database per module."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from api.app import create_app
+from cxgear.migrate import migrate
+from cxgear.settings import Settings
+
+pytest_plugins = ["tests.stack_fixtures"]
+
+TEMPLATE_DB = "cxgear_template"
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_server: Any) -> str:
+    admin = postgres_server.url_for("postgres").replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    migrate(postgres_server.url_for(TEMPLATE_DB))
+    return TEMPLATE_DB
+
+
+def fresh_database(postgres_server: Any, template: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.url_for("postgres").replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return str(postgres_server.url_for(name))
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_server: Any, template_database: str) -> str:
+    return fresh_database(postgres_server, template_database)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "environment": "test",
+        "secret_key": "test-secret-key-that-is-long-enough-0123456789",
+        "task_queue_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, temporal_server: Any, openbao_server: Any) -> Settings:
+    return make_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        vault_address=openbao_server.address,
+        vault_token=openbao_server.token,
+    )
+
+
+@pytest.fixture(scope="module")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app, client=("203.0.113.10", 40000))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def unique() -> Iterator[str]:
+    yield uuid.uuid4().hex[:10]
