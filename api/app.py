@@ -11,7 +11,19 @@ from temporalio.client import Client as TemporalClient
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
-from api.routes import api_keys, auth, health, projects, roles, users
+from api.routes import (
+    api_keys,
+    auth,
+    callbacks,
+    health,
+    jobs,
+    projects,
+    records,
+    roles,
+    schedules,
+    spinners,
+    users,
+)
 from cxgear import __version__
 from cxgear.db import create_engine, session_factory
 from cxgear.settings import Settings, get_settings
@@ -38,7 +50,18 @@ class TemporalProvider:
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1")
-    for module in (auth, users, roles, api_keys, projects):
+    for module in (
+        auth,
+        users,
+        roles,
+        api_keys,
+        projects,
+        spinners,
+        jobs,
+        records,
+        callbacks,
+        schedules,
+    ):
         router.include_router(module.router)
     return router
 

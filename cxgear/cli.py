@@ -10,9 +10,14 @@ import typer
 from rich.console import Console
 
 from cxgear import __version__
+from cxgear.cli_spinners import journey, spinners_app
+from cxgear.cli_spinners import run as run_spinner
 from cxgear.settings import TASK_QUEUES, get_settings
 
 app = typer.Typer(help="CXGear: automation over rows of data.", no_args_is_help=True)
+app.add_typer(spinners_app, name="spinners")
+app.command("run")(run_spinner)
+app.command("journey")(journey)
 console = Console()
 err = Console(stderr=True)
 

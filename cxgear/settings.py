@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     api_port: int = 8000
     temporal_ui_port: int = 8233
 
+    http_allowed_hosts: list[str] = []
+    provider_rate_limits: dict[str, float] = {
+        "llm": 50.0,
+        "messaging": 20.0,
+        "email": 50.0,
+        "stt": 10.0,
+    }
+    job_window: int = 500
+    job_batch: int = 50
+    job_children_per_run: int = 2000
+
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     session_ttl: timedelta = timedelta(hours=12)
     max_body_bytes: int = 1_048_576

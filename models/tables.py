@@ -1,5 +1,33 @@
 """Imports every table module so metadata is complete for Alembic and tests."""
 
-from models import api_key, organization, project, role, usage, user, user_session
+from models import (
+    api_key,
+    callback_event,
+    job,
+    journey,
+    organization,
+    project,
+    record,
+    role,
+    schedule,
+    spinner,
+    usage,
+    user,
+    user_session,
+)
 
-__all__ = ["api_key", "organization", "project", "role", "usage", "user", "user_session"]
+__all__ = [
+    "api_key",
+    "callback_event",
+    "job",
+    "journey",
+    "organization",
+    "project",
+    "record",
+    "role",
+    "schedule",
+    "spinner",
+    "usage",
+    "user",
+    "user_session",
+]

@@ -102,3 +102,70 @@ async def project(
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+async def make_table(
+    client: AsyncClient, account: Account, *, project_id: str, csv_text: str, name: str = "contacts"
+) -> dict[str, Any]:
+    r = await client.post(
+        f"/api/v1/projects/{project_id}/data-tables", json={"name": name}, headers=account.headers
+    )
+    assert r.status_code == 201, r.text
+    table = dict(r.json())
+    r = await client.post(
+        f"/api/v1/data-tables/{table['id']}/import",
+        files={"file": ("rows.csv", csv_text.encode(), "text/csv")},
+        headers=account.headers,
+    )
+    assert r.status_code in (200, 201), r.text
+    return table
+
+
+def contacts_csv(n: int, *, extra: str = "") -> str:
+    lines = ["name,phone,amount,tz" + (f",{extra}" if extra else "")]
+    for i in range(n):
+        lines.append(f"Contact {i},+1415555{i:04d},{i * 10},Europe/Paris" + (",x" if extra else ""))
+    return "\n".join(lines) + "\n"
+
+
+async def make_spinner(
+    client: AsyncClient,
+    account: Account,
+    *,
+    project_id: str,
+    definition: dict[str, Any],
+    publish: bool = True,
+    name: str | None = None,
+) -> dict[str, Any]:
+    r = await client.post(
+        f"/api/v1/projects/{project_id}/spinners",
+        json={"name": name or f"S {uuid.uuid4().hex[:6]}", "definition": definition},
+        headers=account.headers,
+    )
+    assert r.status_code == 201, r.text
+    spinner = dict(r.json())
+    if publish:
+        p = await client.post(f"/api/v1/spinners/{spinner['id']}/publish", headers=account.headers)
+        assert p.status_code == 201, p.text
+    return spinner
+
+
+async def wait_job(
+    client: AsyncClient,
+    account: Account,
+    job_id: str,
+    *,
+    timeout: float = 120,
+    until: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    import asyncio
+    import time
+
+    ends = until or ("completed", "partial", "failed", "cancelled")
+    deadline = time.monotonic() + timeout
+    while True:
+        job = (await client.get(f"/api/v1/jobs/{job_id}", headers=account.headers)).json()
+        if job["status"] in ends:
+            return dict(job)
+        assert time.monotonic() < deadline, f"job did not reach {ends}: {job}"
+        await asyncio.sleep(0.2)

@@ -1,0 +1,49 @@
+"""Step implementations grouped by the system they touch; `build_activities` is the one registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.engine_db import EngineDbActivities
+from activities.function import FunctionActivities
+from activities.http import HttpActivities
+from activities.http_client import ApiCaller
+from activities.steps import StepActivities
+
+
+@dataclass
+class ActivityDeps:
+    engine: AsyncEngine
+    public_api_url: str
+    api_caller: ApiCaller
+
+
+def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
+    """Activities per task-queue name (without the deployment prefix)."""
+    db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url)
+    steps = StepActivities()
+    function = FunctionActivities()
+    http = HttpActivities(deps.api_caller)
+    return {
+        "main": [
+            db.load_record,
+            db.complete_record,
+            db.set_record_phase,
+            db.next_records,
+            db.prepare_job,
+            db.set_job_status,
+            db.cancel_pending,
+            db.finish_job,
+            db.create_scheduled_job,
+            steps.log,
+            steps.tag,
+            steps.decision,
+            steps.wait_plan,
+            function.run_function,
+        ],
+        "http": [http.api_call],
+    }

@@ -1,0 +1,325 @@
+"""Database activities of the engine: job preparation, record paging, record state, job status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from models.spinner_definition import SpinnerDefinition, parse_duration
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.types import (
+    CompleteRecordInput,
+    JobIdInput,
+    JobStatusInput,
+    JobSummary,
+    LoadRecordInput,
+    NextRecordsInput,
+    NextRecordsResult,
+    RecordPhase,
+    RecordPlan,
+    ScheduledJob,
+    ScheduledRunInput,
+)
+
+
+def compile_plan(definition: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Steps keyed by id, with durations resolved once so the workflow only reads numbers."""
+    parsed = SpinnerDefinition.model_validate(definition)
+    steps: dict[str, dict[str, Any]] = {}
+    for step in parsed.steps:
+        data = step.model_dump(mode="json")
+        if data["type"] == "wait_for_callback":
+            data["timeout_s"] = parse_duration(data["timeout"]).total_seconds()
+        steps[data["id"]] = data
+    start = parsed.start or parsed.steps[0].id
+    return start, steps
+
+
+class EngineDbActivities:
+    def __init__(self, engine: AsyncEngine, *, public_api_url: str) -> None:
+        self.engine = engine
+        self.public_api_url = public_api_url.rstrip("/")
+        self._plans: dict[str, tuple[str, dict[str, dict[str, Any]], str, int]] = {}
+
+    async def _plan(self, version_id: str) -> tuple[str, dict[str, dict[str, Any]], str, int]:
+        # Published versions are immutable, so a per-process cache is always correct.
+        cached = self._plans.get(version_id)
+        if cached is None:
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text(
+                            "select definition, spinner_id, version from spinner_version where id = :id"
+                        ),
+                        {"id": version_id},
+                    )
+                ).first()
+            if row is None:
+                raise ApplicationError(
+                    f"spinner version {version_id} not found", non_retryable=True
+                )
+            start, steps = compile_plan(row[0])
+            cached = (start, steps, str(row[1]), int(row[2]))
+            self._plans[version_id] = cached
+        return cached
+
+    @activity.defn
+    async def load_record(self, inp: LoadRecordInput) -> RecordPlan:
+        start, steps, spinner_id, version = await self._plan(inp.spinner_version_id)
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "update record r set status = 'running', current_step = null,"
+                        " started_at = coalesce(r.started_at, now()), attempts = r.attempts + 1"
+                        " from project p, record old where r.id = :id and old.id = r.id"
+                        " and p.id = r.project_id returning r.job_id, r.project_id, r.metadata,"
+                        " r.outcomes, p.timezone, old.current_step"
+                    ),
+                    {"id": inp.record_id},
+                )
+            ).first()
+        if row is None:
+            raise ApplicationError(f"record {inp.record_id} not found", non_retryable=True)
+        # A re-driven record resumes at its failed step with the outputs it had reached.
+        resume_at = row[5] if row[5] in steps else None
+        outputs = dict(row[3]) if resume_at else {}
+        context = {
+            "jobId": str(row[0]),
+            "recordId": str(inp.record_id),
+            "projectId": str(row[1]),
+            "spinnerId": spinner_id,
+            "callbackUrl": f"{self.public_api_url}/api/v1/public/callbacks/{inp.record_id}",
+            "timezone": str(row[4]),
+        }
+        return RecordPlan(
+            resume_at or start, steps, dict(row[2]), outputs, context, str(row[1]), version
+        )
+
+    @activity.defn
+    async def complete_record(self, inp: CompleteRecordInput) -> None:
+        disposition = inp.outputs.get("disposition")
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "update record set status = :status, outcomes = cast(:outcomes as jsonb),"
+                    " error = :error, failed_step = :failed_step, disposition = :disposition,"
+                    " ended_at = now() where id = :id"
+                ),
+                {
+                    "id": inp.record_id,
+                    "status": inp.status,
+                    "outcomes": json.dumps(inp.outputs, default=str),
+                    "error": inp.error,
+                    "failed_step": inp.failed_step,
+                    "disposition": str(disposition)[:200] if disposition is not None else None,
+                },
+            )
+
+    @activity.defn
+    async def set_record_phase(self, inp: RecordPhase) -> None:
+        status = "waiting" if inp.phase == "waiting" else "running"
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "update record set status = :s where id = :id and status in ('running', 'waiting')"
+                ),
+                {"s": status, "id": inp.record_id},
+            )
+
+    @activity.defn
+    async def next_records(self, inp: NextRecordsInput) -> NextRecordsResult:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "select id from record where job_id = :job and status = 'pending' and id > :after"
+                    " order by id limit :limit"
+                ),
+                {"job": inp.job_id, "after": inp.after, "limit": inp.limit},
+            )
+            return NextRecordsResult([int(r[0]) for r in rows])
+
+    @activity.defn
+    async def prepare_job(self, inp: JobIdInput) -> int:
+        """Snapshot the job's rows into records (metadata fields only); safe to run twice."""
+        async with self.engine.begin() as conn:
+            job = (
+                await conn.execute(
+                    text(
+                        "select org_id, project_id, spinner_id, table_id, metadata_fields, row_ids,"
+                        " only_new, status from job where id = :id for update"
+                    ),
+                    {"id": inp.job_id},
+                )
+            ).first()
+            if job is None:
+                raise ApplicationError(f"job {inp.job_id} not found", non_retryable=True)
+            existing = (
+                await conn.execute(
+                    text("select count(*) from record where job_id = :id"), {"id": inp.job_id}
+                )
+            ).scalar_one()
+            if existing == 0 and job.table_id is not None:
+                fields = list(job.metadata_fields or [])
+                projection = (
+                    "(select coalesce(jsonb_object_agg(key, value), '{}'::jsonb)"
+                    " from jsonb_each(d.data) where key = any(cast(:fields as text[])))"
+                    if fields
+                    else "d.data"
+                )
+                where = ["d.table_id = :table"]
+                if job.row_ids is not None:
+                    where.append("d.row_id = any(cast(:row_ids as bigint[]))")
+                if job.only_new:
+                    where.append(
+                        "not exists (select 1 from record r join job j on j.id = r.job_id"
+                        " where j.spinner_id = :spinner and r.row_id = d.row_id and r.job_id <> :job)"
+                    )
+                await conn.execute(
+                    text(
+                        "insert into record (org_id, job_id, project_id, row_id, status, metadata,"
+                        " outcomes, attempts, created_at)"
+                        f" select :org, :job, :project, d.row_id, 'pending', {projection}, '{{}}'::jsonb,"
+                        f" 0, now() from data_row d where {' and '.join(where)} order by d.row_id"
+                    ),
+                    {
+                        "org": job.org_id,
+                        "job": inp.job_id,
+                        "project": job.project_id,
+                        "table": job.table_id,
+                        "fields": fields,
+                        "row_ids": list(job.row_ids or []),
+                        "spinner": job.spinner_id,
+                    },
+                )
+            total = (
+                await conn.execute(
+                    text("select count(*) from record where job_id = :id"), {"id": inp.job_id}
+                )
+            ).scalar_one()
+            await conn.execute(
+                text(
+                    "update job set total = :total, started_at = coalesce(started_at, now()),"
+                    " status = case when status = 'queued' then 'running' else status end where id = :id"
+                ),
+                {"total": total, "id": inp.job_id},
+            )
+            return int(total)
+
+    @activity.defn
+    async def set_job_status(self, inp: JobStatusInput) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "update job set status = :s where id = :id"
+                    " and status not in ('completed', 'partial', 'failed', 'cancelled')"
+                ),
+                {"s": inp.status, "id": inp.job_id},
+            )
+
+    @activity.defn
+    async def cancel_pending(self, inp: JobIdInput) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "update record set status = 'cancelled', ended_at = now(), error = 'cancelled by operator'"
+                    " where job_id = :id and status = 'pending'"
+                ),
+                {"id": inp.job_id},
+            )
+
+    @activity.defn
+    async def finish_job(self, inp: JobStatusInput) -> JobSummary:
+        """Counts come from the records themselves, so they always equal the records' statuses."""
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                text("select status, count(*) from record where job_id = :id group by status"),
+                {"id": inp.job_id},
+            )
+            counts = {str(s): int(n) for s, n in rows}
+            total = sum(counts.values())
+            done, failed, cancelled = (
+                counts.get(k, 0) for k in ("completed", "failed", "cancelled")
+            )
+            if inp.status == "cancelled":
+                status = "cancelled"
+            elif failed == 0 and cancelled == 0:
+                status = "completed"
+            elif done == 0 and failed > 0:
+                status = "failed"
+            else:
+                status = "partial"
+            await conn.execute(
+                text("update job set status = :s, total = :t, ended_at = now() where id = :id"),
+                {"s": status, "t": total, "id": inp.job_id},
+            )
+        return JobSummary(status, total, done, failed, cancelled)
+
+    @activity.defn
+    async def create_scheduled_job(self, inp: ScheduledRunInput) -> ScheduledJob:
+        """One scheduled firing → one job row; the firing's workflow id makes retries harmless."""
+        firing = activity.info().workflow_id
+        async with self.engine.begin() as conn:
+            existing = (
+                await conn.execute(
+                    text(
+                        "select id, project_id, spinner_version_id, spinner_version from job"
+                        " where schedule_firing = :f"
+                    ),
+                    {"f": firing},
+                )
+            ).first()
+            if existing is not None:
+                return ScheduledJob(
+                    str(existing[0]), str(existing[1]), str(existing[2]), int(existing[3])
+                )
+            sched = (
+                await conn.execute(
+                    text(
+                        "select s.org_id, s.spinner_id, s.table_id, s.only_new, sp.project_id, t.metadata_fields"
+                        " from spinner_schedule s join spinner sp on sp.id = s.spinner_id"
+                        " join data_table t on t.id = s.table_id where s.id = :id"
+                    ),
+                    {"id": inp.schedule_id},
+                )
+            ).first()
+            if sched is None:
+                return ScheduledJob(None, reason="schedule was deleted")
+            version = (
+                await conn.execute(
+                    text(
+                        "select id, version from spinner_version where spinner_id = :s"
+                        " order by version desc limit 1"
+                    ),
+                    {"s": sched.spinner_id},
+                )
+            ).first()
+            if version is None:
+                return ScheduledJob(None, reason="spinner has no published version")
+            job_id = (
+                await conn.execute(
+                    text(
+                        "insert into job (id, org_id, project_id, spinner_id, spinner_version_id,"
+                        " spinner_version, table_id, status, trigger, metadata_fields, only_new, total,"
+                        " created_at, schedule_firing) values (gen_random_uuid(), :org, :project, :spinner,"
+                        " :vid, :v, :table, 'queued', 'schedule', cast(:fields as jsonb), :only_new, 0,"
+                        " now(), :f) returning id"
+                    ),
+                    {
+                        "org": sched.org_id,
+                        "project": sched.project_id,
+                        "spinner": sched.spinner_id,
+                        "vid": version[0],
+                        "v": version[1],
+                        "table": sched.table_id,
+                        "fields": json.dumps(list(sched.metadata_fields or [])),
+                        "only_new": sched.only_new,
+                        "f": firing,
+                    },
+                )
+            ).scalar_one()
+        return ScheduledJob(str(job_id), str(sched.project_id), str(version[0]), int(version[1]))

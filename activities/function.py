@@ -1,0 +1,38 @@
+"""The `function` step: a small JavaScript function per record in the sandbox."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.function_sandbox import FunctionCall, run_function_async
+from workflows.types import StepResult, StepRun
+
+
+class FunctionActivities:
+    @activity.defn
+    async def run_function(self, run: StepRun) -> StepResult:
+        step = run.step
+        result = await run_function_async(
+            FunctionCall(
+                code=step["code"],
+                payload=run.metadata,
+                output=run.outputs,
+                context=run.context,
+                timeout_ms=int(step.get("timeout_ms", 1000)),
+                memory_mb=int(step.get("memory_mb", 32)),
+            )
+        )
+        if not result.ok:
+            # The code is the user's: running it again gives the same failure.
+            raise ApplicationError(
+                f"function failed: {result.error}", {"logs": result.logs}, non_retryable=True
+            )
+        return StepResult(
+            run.step["id"],
+            run.step["type"],
+            outcome="function_ran",
+            outputs=result.outputs,
+            messages=result.logs,
+            next=step.get("next"),
+        )

@@ -1,0 +1,151 @@
+"""Cheap deterministic steps (log, tag, decision, wait planning), run as local activities."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from models.expressions import ExpressionError, compile_expression
+from models.spinner_definition import parse_duration
+from models.templating import TemplateError, render_template
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.types import StepResult, StepRun
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def render(run: StepRun, source: str) -> str:
+    try:
+        return render_template(
+            source, metadata=run.metadata, outputs=run.outputs, context=run.context
+        )
+    except TemplateError as exc:
+        raise ApplicationError(f"step {run.step['id']}: {exc}", non_retryable=True) from exc
+
+
+def next_window_start(now: datetime, start: str, end: str, days: list[str], tz: ZoneInfo) -> float:
+    """Seconds from now until the next moment inside the local-time window (0 if inside now)."""
+    local = now.astimezone(tz)
+    sh, sm = (int(x) for x in start.split(":"))
+    eh, em = (int(x) for x in end.split(":"))
+    for offset in range(0, 8):
+        day = (local + timedelta(days=offset)).date()
+        if DAYS[day.weekday()] not in days:
+            continue
+        opens = datetime(day.year, day.month, day.day, sh, sm, tzinfo=tz)
+        closes = datetime(day.year, day.month, day.day, eh, em, tzinfo=tz)
+        if closes <= opens:
+            closes += timedelta(days=1)
+        if local < opens:
+            return (opens - local).total_seconds()
+        if local < closes:
+            return 0.0
+    raise ApplicationError("wait window never opens (check its days)", non_retryable=True)
+
+
+class StepActivities:
+    @activity.defn
+    async def log(self, run: StepRun) -> StepResult:
+        message = render(run, run.step["message"])
+        level = run.step.get("level", "info")
+        activity.logger.log(
+            {"info": 20, "warning": 30, "error": 40}.get(level, 20),
+            "record %s step %s: %s",
+            run.record_id,
+            run.step["id"],
+            message,
+        )
+        return StepResult(
+            run.step["id"],
+            run.step["type"],
+            outcome="logged",
+            messages=[message],
+            next=run.step.get("next"),
+        )
+
+    @activity.defn
+    async def tag(self, run: StepRun) -> StepResult:
+        outputs: dict[str, object] = {}
+        if run.step.get("disposition"):
+            outputs["disposition"] = render(run, run.step["disposition"])
+        tags = [t for t in (render(run, t) for t in run.step.get("tags") or []) if t]
+        if tags:
+            outputs["tags"] = sorted(set(tags) | set(run.outputs.get("tags") or []))
+        return StepResult(
+            run.step["id"],
+            run.step["type"],
+            outcome="tagged",
+            outputs=outputs,
+            next=run.step.get("next"),
+        )
+
+    @activity.defn
+    async def decision(self, run: StepRun) -> StepResult:
+        for branch in run.step["branches"]:
+            try:
+                matched = compile_expression(branch["when"]).evaluate(
+                    run.metadata, run.outputs, run.context
+                )
+            except ExpressionError as exc:
+                raise ApplicationError(f"step {run.step['id']}: {exc}", non_retryable=True) from exc
+            if matched:
+                return StepResult(
+                    run.step["id"],
+                    run.step["type"],
+                    outcome="branched",
+                    next=branch["next"],
+                    label=branch["label"],
+                )
+        return StepResult(
+            run.step["id"],
+            run.step["type"],
+            outcome="branched",
+            next=run.step["default"],
+            label="default",
+        )
+
+    @activity.defn
+    async def wait_plan(self, run: StepRun) -> StepResult:
+        step = run.step
+        now = datetime.fromisoformat(run.now_iso)
+        if step.get("duration"):
+            delay = parse_duration(step["duration"]).total_seconds()
+        elif step.get("until_field"):
+            raw = run.metadata.get(step["until_field"])
+            try:
+                until = datetime.fromisoformat(str(raw))
+            except ValueError as exc:
+                raise ApplicationError(
+                    f"step {step['id']}: '{step['until_field']}' is not an ISO date-time: {raw!r}",
+                    non_retryable=True,
+                ) from exc
+            if until.tzinfo is None:
+                until = until.replace(tzinfo=ZoneInfo(run.context.get("timezone") or "UTC"))
+            delay = max(0.0, (until - now).total_seconds())
+        else:
+            window = step["window"]
+            tz_name = (
+                (window.get("timezone_field") and run.metadata.get(window["timezone_field"]))
+                or window.get("timezone")
+                or run.context.get("timezone")
+                or "UTC"
+            )
+            try:
+                tz = ZoneInfo(str(tz_name))
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ApplicationError(
+                    f"step {step['id']}: unknown time zone {tz_name!r}", non_retryable=True
+                ) from exc
+            delay = next_window_start(
+                now, window["start"], window["end"], list(window.get("days") or DAYS), tz
+            )
+        return StepResult(
+            run.step["id"],
+            run.step["type"],
+            outcome="waited" if delay > 0 else "no_wait",
+            next=step.get("next"),
+            delay_s=delay,
+            outputs={},
+        )

@@ -1,0 +1,193 @@
+"""Records of jobs: filtered keyset listing, detail, and the journey derived from history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import text
+from sqlmodel import col, select
+from temporalio.service import RPCError
+
+from api.deps import Allow, Principal, SessionDep, TemporalDep
+from api.errors import AppError, not_found
+from api.routes.jobs import ReadableJob
+from api.routes.projects import ReadableProject
+from api.services.journey import derive_journey
+from models.job import Job
+from models.journey import ActivityAttempt, JourneyPublic, JourneySnapshot
+from models.record import TERMINAL_RECORD, Record, RecordPublic, RecordsPublic, outcome_view
+from workflows.record_workflow import record_workflow_id
+
+router = APIRouter(tags=["records"])
+Read = Annotated[Principal, Allow("spinners.read")]
+MAX_PAGE = 500
+
+
+async def readable_record(record_id: int, principal: Read, session: SessionDep) -> Record:
+    record = await session.get(Record, record_id)
+    if record is None or record.org_id != principal.org_id:
+        raise not_found("Record")
+    return record
+
+
+ReadableRecord = Annotated[Record, Depends(readable_record)]
+
+
+def record_public(r: Record, version: int | None = None) -> RecordPublic:
+    assert r.id is not None
+    duration = (
+        int((r.ended_at - r.started_at).total_seconds() * 1000)
+        if r.ended_at and r.started_at
+        else None
+    )
+    return RecordPublic(
+        id=r.id,
+        job_id=r.job_id,
+        project_id=r.project_id,
+        row_id=r.row_id,
+        status=r.status,
+        disposition=r.disposition,
+        metadata=r.metadata_,
+        outcomes=outcome_view(r.outcomes),
+        error=r.error,
+        failed_step=r.failed_step,
+        spinner_version=version,
+        created_at=r.created_at,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        duration_ms=duration,
+    )
+
+
+async def _page(
+    session: SessionDep,
+    *,
+    where: dict[str, Any],
+    status: str | None,
+    disposition: str | None,
+    q: str | None,
+    after: int | None,
+    limit: int,
+) -> RecordsPublic:
+    stmt = select(Record)
+    count_sql = ["select count(*) from record where true"]
+    params: dict[str, Any] = {}
+    for name, value in where.items():
+        stmt = stmt.where(getattr(Record, name) == value)
+        count_sql.append(f"and {name} = :{name}")
+        params[name] = value
+    if status:
+        stmt = stmt.where(Record.status == status)
+        count_sql.append("and status = :status")
+        params["status"] = status
+    if disposition:
+        stmt = stmt.where(Record.disposition == disposition)
+        count_sql.append("and disposition = :disposition")
+        params["disposition"] = disposition
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = "%" + escaped + "%"
+        stmt = stmt.where(text("metadata::text ilike :q").bindparams(q=pattern))
+        count_sql.append("and metadata::text ilike :q")
+        params["q"] = pattern
+    total = (await session.execute(text(" ".join(count_sql)), params)).scalar_one()
+    if after is not None:
+        stmt = stmt.where(col(Record.id) > after)
+    rows = (await session.exec(stmt.order_by(col(Record.id)).limit(limit))).all()
+    next_after = rows[-1].id if len(rows) == limit else None
+    return RecordsPublic(
+        data=[record_public(r) for r in rows], count=int(total), next_after=next_after
+    )
+
+
+Status = Annotated[
+    str | None, Query(pattern="^(pending|running|waiting|completed|failed|cancelled)$")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+
+
+@router.get("/jobs/{job_id}/records")
+async def job_records(
+    job: ReadableJob,
+    session: SessionDep,
+    status: Status = None,
+    disposition: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    after: int | None = None,
+    limit: Limit = 100,
+) -> RecordsPublic:
+    return await _page(
+        session,
+        where={"job_id": job.id},
+        status=status,
+        disposition=disposition,
+        q=q,
+        after=after,
+        limit=limit,
+    )
+
+
+@router.get("/projects/{project_id}/records")
+async def project_records(
+    project: ReadableProject,
+    principal: Read,
+    session: SessionDep,
+    status: Status = None,
+    disposition: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    after: int | None = None,
+    limit: Limit = 100,
+) -> RecordsPublic:
+    return await _page(
+        session,
+        where={"project_id": project.id},
+        status=status,
+        disposition=disposition,
+        q=q,
+        after=after,
+        limit=limit,
+    )
+
+
+@router.get("/records/{record_id}")
+async def get_record(record: ReadableRecord, session: SessionDep) -> RecordPublic:
+    job = await session.get(Job, record.job_id)
+    return record_public(record, job.spinner_version if job else None)
+
+
+async def attempt_counts(session: SessionDep, workflow_id: str) -> dict[str, int]:
+    rows = await session.exec(
+        select(ActivityAttempt).where(ActivityAttempt.workflow_id == workflow_id)
+    )
+    out: dict[str, int] = {}
+    for row in rows:
+        out[row.activity_id] = max(out.get(row.activity_id, 0), row.attempt)
+    return out
+
+
+@router.get("/records/{record_id}/journey")
+async def record_journey(
+    record: ReadableRecord, session: SessionDep, temporal: TemporalDep
+) -> JourneyPublic:
+    assert record.id is not None
+    snapshot = await session.get(JourneySnapshot, record.id)
+    if snapshot is not None:
+        return JourneyPublic.model_validate({**snapshot.journey, "source": "snapshot"})
+    if record.status == "pending":
+        raise AppError("The record has not started yet", "RECORD_PENDING", 409)
+    wf_id = record_workflow_id(record.id)
+    try:
+        journey = await derive_journey(
+            temporal, wf_id, record.id, await attempt_counts(session, wf_id)
+        )
+    except RPCError as exc:
+        raise AppError("The record's history is not available", "HISTORY_UNAVAILABLE", 404) from exc
+    if record.status in TERMINAL_RECORD and journey.status in TERMINAL_RECORD:
+        # Materialised once closed, so the journey outlives namespace retention.
+        session.add(
+            JourneySnapshot(
+                record_id=record.id, org_id=record.org_id, journey=journey.model_dump(mode="json")
+            )
+        )
+    return journey

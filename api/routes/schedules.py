@@ -1,0 +1,171 @@
+"""Cron schedules of a spinner, kept as Temporal Schedules (`sched-{id}`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from zoneinfo import available_timezones
+
+from fastapi import APIRouter, Depends
+from sqlmodel import col, select
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleHandle,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.service import RPCError
+
+from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep, UowDep
+from api.errors import AppError, not_found
+from api.routes.jobs import table_for
+from api.routes.spinners import spinner_for
+from cxgear.settings import Settings
+from cxgear.worker import task_queues
+from models.schedule import ScheduleCreate, SchedulePublic, SchedulesPublic, SpinnerSchedule
+from models.spinner import Spinner
+from workflows.scheduled_run_workflow import ScheduledRunWorkflow, schedule_id
+from workflows.types import ScheduledRunInput
+
+router = APIRouter(tags=["schedules"])
+Read = Annotated[Principal, Allow("spinners.read")]
+RunP = Annotated[Principal, Allow("spinners.run")]
+
+
+async def runnable_spinner(spinner_id: uuid.UUID, principal: RunP, session: SessionDep) -> Spinner:
+    return await spinner_for(spinner_id, principal, session)
+
+
+async def readable_spinner(spinner_id: uuid.UUID, principal: Read, session: SessionDep) -> Spinner:
+    return await spinner_for(spinner_id, principal, session)
+
+
+async def schedule_for(
+    schedule_uuid: uuid.UUID, principal: RunP, session: SessionDep
+) -> SpinnerSchedule:
+    sched = await session.get(SpinnerSchedule, schedule_uuid)
+    if sched is None or sched.org_id != principal.org_id:
+        raise not_found("Schedule")
+    return sched
+
+
+ScheduleDep = Annotated[SpinnerSchedule, Depends(schedule_for)]
+
+
+def temporal_schedule(settings: Settings, sched: SpinnerSchedule) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ScheduledRunWorkflow.run,
+            ScheduledRunInput(
+                str(sched.id),
+                task_queues(settings),
+                settings.job_window,
+                settings.job_batch,
+                settings.job_children_per_run,
+            ),
+            id=f"{schedule_id(str(sched.id))}-run",
+            task_queue=settings.task_queue("main"),
+        ),
+        spec=ScheduleSpec(cron_expressions=[sched.cron], time_zone_name=sched.timezone),
+        state=ScheduleState(paused=sched.paused, note="CXGear spinner schedule"),
+    )
+
+
+async def public(temporal: TemporalDep, sched: SpinnerSchedule) -> SchedulePublic:
+    out = SchedulePublic.model_validate(sched)
+    try:
+        desc = await temporal.get_schedule_handle(schedule_id(str(sched.id))).describe()
+        out.next_runs = list(desc.info.next_action_times[:5])
+    except RPCError:
+        out.next_runs = []
+    return out
+
+
+@router.post("/spinners/{spinner_id}/schedules", status_code=201)
+async def create_schedule(
+    spinner: Annotated[Spinner, Depends(runnable_spinner)],
+    body: ScheduleCreate,
+    principal: RunP,
+    uow: UowDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> SchedulePublic:
+    if body.timezone not in available_timezones():
+        raise AppError(f"Unknown time zone '{body.timezone}'", "VALIDATION_ERROR", 422)
+    if len(body.cron.split()) != 5:
+        raise AppError(
+            "cron must have five fields: minute hour day month weekday", "VALIDATION_ERROR", 422
+        )
+    table = await table_for(uow.session, body.table_id, principal.org_id)
+    if table.project_id != spinner.project_id:
+        raise AppError("The data table belongs to another project", "VALIDATION_ERROR", 422)
+    sched = SpinnerSchedule(
+        org_id=principal.org_id,
+        spinner_id=spinner.id,
+        table_id=table.id,
+        cron=body.cron,
+        timezone=body.timezone,
+        only_new=body.only_new,
+    )
+    uow.session.add(sched)
+    await uow.session.flush()
+    try:
+        # Created inside the request so a bad cron is refused before anything is committed.
+        await temporal.create_schedule(
+            schedule_id(str(sched.id)), temporal_schedule(settings, sched)
+        )
+    except RPCError as exc:
+        raise AppError(
+            f"Temporal refused the schedule: {exc.message}", "VALIDATION_ERROR", 422
+        ) from exc
+    return await public(temporal, sched)
+
+
+@router.get("/spinners/{spinner_id}/schedules")
+async def list_schedules(
+    spinner: Annotated[Spinner, Depends(readable_spinner)],
+    session: SessionDep,
+    temporal: TemporalDep,
+) -> SchedulesPublic:
+    rows = (
+        await session.exec(
+            select(SpinnerSchedule)
+            .where(SpinnerSchedule.spinner_id == spinner.id)
+            .order_by(col(SpinnerSchedule.created_at))
+        )
+    ).all()
+    return SchedulesPublic(data=[await public(temporal, s) for s in rows], count=len(rows))
+
+
+def handle(temporal: TemporalDep, sched: SpinnerSchedule) -> ScheduleHandle:
+    return temporal.get_schedule_handle(schedule_id(str(sched.id)))
+
+
+@router.post("/schedules/{schedule_uuid}/pause")
+async def pause_schedule(
+    sched: ScheduleDep, session: SessionDep, temporal: TemporalDep
+) -> SchedulePublic:
+    await handle(temporal, sched).pause(note="paused from CXGear")
+    sched.paused = True
+    session.add(sched)
+    return await public(temporal, sched)
+
+
+@router.post("/schedules/{schedule_uuid}/resume")
+async def resume_schedule(
+    sched: ScheduleDep, session: SessionDep, temporal: TemporalDep
+) -> SchedulePublic:
+    await handle(temporal, sched).unpause(note="resumed from CXGear")
+    sched.paused = False
+    session.add(sched)
+    return await public(temporal, sched)
+
+
+@router.delete("/schedules/{schedule_uuid}", status_code=204)
+async def delete_schedule(sched: ScheduleDep, session: SessionDep, temporal: TemporalDep) -> None:
+    try:
+        await handle(temporal, sched).delete()
+    except RPCError:
+        pass  # already gone in Temporal; removing our row is what matters
+    await session.delete(sched)

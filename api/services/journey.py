@@ -1,0 +1,198 @@
+"""A record's journey, derived from its workflow history (decoded payloads) plus the attempt log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+
+from models.journey import JourneyPublic, JourneyStep
+
+INTERNAL_ACTIVITIES = {"load_record", "complete_record", "set_record_phase"}
+STEP_ACTIVITIES = {"log", "tag", "decision", "wait_plan", "run_function", "api_call"}
+
+
+async def _decode(client: Client, payloads: Payloads | Sequence[Payload]) -> list[Any]:
+    items = list(payloads.payloads) if isinstance(payloads, Payloads) else list(payloads)
+    if not items:
+        return []
+    decoded = await client.data_converter.decode(items)
+    return list(client.data_converter.payload_converter.from_payloads(decoded))
+
+
+def _ts(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime(tzinfo=UTC)
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    return int((end - start).total_seconds() * 1000) if start and end else None
+
+
+def _step_from_result(result: dict[str, Any], **extra: Any) -> JourneyStep:
+    kind, outcome = result.get("step_type", "?"), result.get("outcome", "done")
+    detail = {
+        k: result[k] for k in ("next", "label", "delay_s") if result.get(k) not in (None, 0, 0.0)
+    }
+    if result.get("outputs"):
+        detail["outputs"] = result["outputs"]
+    return JourneyStep(
+        step_id=result.get("step_id"),
+        type=kind,
+        outcome=outcome,
+        label=f"{kind} · {outcome}",
+        status="completed",
+        messages=list(result.get("messages") or []),
+        detail=detail,
+        **extra,
+    )
+
+
+async def derive_journey(
+    client: Client, workflow_id: str, record_id: int, attempts: dict[str, int] | None = None
+) -> JourneyPublic:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    attempts = attempts or {}
+    steps: list[JourneyStep] = []
+    scheduled: dict[int, tuple[dict[str, Any], datetime, str]] = {}
+    started_attempt: dict[int, int] = {}
+    status, output = "running", {}
+    wait_started: datetime | None = None
+    for event in history.events:
+        et = event.event_type
+        if et == EventType.EVENT_TYPE_MARKER_RECORDED:
+            attrs = event.marker_recorded_event_attributes
+            if attrs.marker_name != "core_local_activity":
+                continue
+            meta = json.loads(attrs.details["data"].payloads[0].data)
+            kind = meta.get("activity_type", "")
+            if kind in INTERNAL_ACTIVITIES or kind not in STEP_ACTIVITIES:
+                continue
+            if attrs.HasField("failure"):
+                steps.append(
+                    JourneyStep(
+                        step_id=None,
+                        type=kind,
+                        outcome="failed",
+                        label=f"{kind} · failed",
+                        status="failed",
+                        error=attrs.failure.message,
+                        attempts=int(meta.get("attempt", 1)),
+                        ended_at=_ts(event),
+                    )
+                )
+                continue
+            result = (await _decode(client, attrs.details["result"]))[0]
+            steps.append(
+                _step_from_result(result, attempts=int(meta.get("attempt", 1)), ended_at=_ts(event))
+            )
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs_s = event.activity_task_scheduled_event_attributes
+            run = (await _decode(client, attrs_s.input))[0] if attrs_s.input.payloads else {}
+            scheduled[event.event_id] = (run, _ts(event), attrs_s.activity_id)
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            a = event.activity_task_started_event_attributes
+            started_attempt[a.scheduled_event_id] = a.attempt
+        elif et in (
+            EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+        ):
+            if et == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                sched_id = event.activity_task_completed_event_attributes.scheduled_event_id
+            elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+                sched_id = event.activity_task_failed_event_attributes.scheduled_event_id
+            else:
+                sched_id = event.activity_task_timed_out_event_attributes.scheduled_event_id
+            run, began, activity_id = scheduled.get(sched_id, ({}, None, ""))
+            tries = max(started_attempt.get(sched_id, 1), attempts.get(activity_id, 0))
+            step = run.get("step") or {}
+            timing = {
+                "started_at": began,
+                "ended_at": _ts(event),
+                "duration_ms": _ms(began, _ts(event)),
+            }
+            if et == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                res = event.activity_task_completed_event_attributes.result
+                result = (await _decode(client, res))[0]
+                steps.append(_step_from_result(result, attempts=tries, **timing))
+            else:
+                failure = (
+                    event.activity_task_failed_event_attributes.failure
+                    if et == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+                    else event.activity_task_timed_out_event_attributes.failure
+                )
+                message = (
+                    failure.cause.message
+                    if failure.HasField("cause") and failure.cause.message
+                    else failure.message
+                )
+                kind = step.get("type", "activity")
+                steps.append(
+                    JourneyStep(
+                        step_id=step.get("id"),
+                        type=kind,
+                        outcome="failed",
+                        label=f"{kind} · failed",
+                        status="failed",
+                        error=message,
+                        attempts=tries,
+                        **timing,
+                    )
+                )
+        elif et == EventType.EVENT_TYPE_TIMER_STARTED:
+            wait_started = _ts(event)
+        elif et == EventType.EVENT_TYPE_TIMER_FIRED:
+            steps.append(
+                JourneyStep(
+                    step_id=None,
+                    type="timer",
+                    outcome="fired",
+                    label="timer · fired",
+                    status="completed",
+                    started_at=wait_started,
+                    ended_at=_ts(event),
+                    duration_ms=_ms(wait_started, _ts(event)),
+                )
+            )
+        elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            sig = event.workflow_execution_signaled_event_attributes
+            payload = (await _decode(client, sig.input))[0] if sig.input.payloads else {}
+            steps.append(
+                JourneyStep(
+                    step_id=None,
+                    type="callback",
+                    outcome="received",
+                    label=f"{sig.signal_name} · received",
+                    status="completed",
+                    ended_at=_ts(event),
+                    detail=payload if isinstance(payload, dict) else {"value": payload},
+                )
+            )
+        elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            res = event.workflow_execution_completed_event_attributes.result
+            result = (await _decode(client, res))[0]
+            status, output = result.get("status", "completed"), result.get("outputs") or {}
+        elif et in (
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+        ):
+            status = (
+                "failed" if et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED else "cancelled"
+            )
+    output = {k: v for k, v in output.items() if not str(k).startswith("_")}
+    return JourneyPublic(
+        record_id=record_id,
+        workflow_id=workflow_id,
+        status=status,
+        steps=steps,
+        output=output,
+        source="history",
+    )

@@ -1,0 +1,98 @@
+"""The physical limit for the engine benchmark: bare parent/child workflows, same batching,
+four no-op (regular) activities per child. Run as a worker: `python -m bench.baseline ADDRESS QUEUE`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.workflow import ParentClosePolicy
+
+
+@dataclass
+class ChildInput:
+    n: int
+    parent_id: str
+
+
+@dataclass
+class ParentInput:
+    total: int
+    window: int
+    batch: int
+    task_queue: str
+
+
+@activity.defn
+async def noop(n: int) -> int:
+    return n
+
+
+@workflow.defn
+class BaselineChild:
+    @workflow.run
+    async def run(self, inp: ChildInput) -> int:
+        for _ in range(4):
+            await workflow.execute_activity(noop, inp.n, start_to_close_timeout=timedelta(seconds=30))
+        await workflow.get_external_workflow_handle(inp.parent_id).signal("done", inp.n)
+        return inp.n
+
+
+@workflow.defn
+class BaselineParent:
+    def __init__(self) -> None:
+        self.active = 0
+        self.finished = 0
+
+    @workflow.signal
+    def done(self, n: int) -> None:
+        self.active -= 1
+        self.finished += 1
+
+    @workflow.run
+    async def run(self, inp: ParentInput) -> int:
+        me = workflow.info().workflow_id
+        started = 0
+        while started < inp.total:
+            await workflow.wait_condition(lambda: self.active < inp.window)
+            count = min(inp.window - self.active, inp.total - started)
+            ids = list(range(started, started + count))
+            self.active += count
+            started += count
+            for i in range(0, len(ids), inp.batch):
+                await asyncio.gather(
+                    *(
+                        workflow.start_child_workflow(
+                            BaselineChild.run,
+                            ChildInput(n, me),
+                            id=f"{me}-c{n}",
+                            task_queue=inp.task_queue,
+                            parent_close_policy=ParentClosePolicy.ABANDON,
+                        )
+                        for n in ids[i : i + inp.batch]
+                    )
+                )
+        await workflow.wait_condition(lambda: self.finished >= inp.total)
+        return self.finished
+
+
+async def main(address: str, task_queue: str) -> None:
+    client = await Client.connect(address)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BaselineParent, BaselineChild],
+        activities=[noop],
+        max_concurrent_activities=200,
+        max_concurrent_workflow_tasks=100,
+    )
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,210 @@
+"""Engine benchmark on the embedded stack; prints one JSON line.
+
+Ours: a job of a 4-step spinner (log → decision → tag → api_call to a loopback server).
+Limit, in the same run: bare parent/child workflows with the same batching and 4 no-op activities.
+Usage: python -m bench.bench_engine [--records 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+from httpx import ASGITransport, AsyncClient
+from temporalio.client import Client
+
+from api.app import create_app
+from bench.baseline import BaselineParent, ParentInput
+from cxgear.migrate import migrate
+from cxgear.settings import Settings
+from cxgear.stack.openbao import EmbeddedOpenBao
+from cxgear.stack.ports import free_port
+from cxgear.stack.postgres import EmbeddedPostgres
+from cxgear.stack.temporal import EmbeddedTemporal
+from tests.builders import contacts_csv, make_spinner, make_table, project, signup
+from tests.fakes.crm_api import running_crm
+from workflows.job_workflow import job_workflow_id
+
+
+class Sampler:
+    """Polls a process's RSS and CPU time (children included) until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.2)
+
+    def cpu_ms(self) -> float:
+        t = self.proc.cpu_times()
+        return (t.user + t.system) * 1000
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def max_history(client: Client, workflow_id: str) -> int:
+    largest = 0
+    async for wf in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        largest = max(largest, wf.history_length or 0)
+    return largest
+
+
+async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "CXGEAR_DATABASE_URL": settings.database_url,
+        "CXGEAR_TEMPORAL_ADDRESS": settings.temporal_address,
+        "CXGEAR_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "CXGEAR_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
+        "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
+        "CXGEAR_ENVIRONMENT": "test",
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "cxgear", "worker"], env=env, stdout=subprocess.DEVNULL)
+    wsample, tsample = Sampler(worker.pid), Sampler(temporal_pid)
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            async with AsyncClient(transport=ASGITransport(app=app), base_url="http://bench", timeout=600) as c:
+                admin = await signup(c)
+                p = await project(c, admin)
+                table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(records))
+                crm = settings.http_allowed_hosts[0]
+                definition = {
+                    "steps": [
+                        {"id": "hello", "type": "log", "message": "Calling {{name}}", "next": "route"},
+                        {
+                            "id": "route",
+                            "type": "decision",
+                            "branches": [{"when": "amount >= 100", "label": "big", "next": "tag"}],
+                            "default": "tag",
+                        },
+                        {"id": "tag", "type": "tag", "disposition": "Done", "next": "call"},
+                        {"id": "call", "type": "api_call", "method": "GET", "url": f"http://{crm}/c/{{{{name}}}}"},
+                    ]
+                }
+                spinner = await make_spinner(c, admin, project_id=p["id"], definition=definition)
+                await asyncio.sleep(2)  # let the worker connect before the clock starts
+                w0, t0 = wsample.cpu_ms(), tsample.cpu_ms()
+                start = time.monotonic()
+                r = await c.post(
+                    f"/api/v1/spinners/{spinner['id']}/run", json={"table_id": table["id"]}, headers=admin.headers
+                )
+                job_id = r.json()["id"]
+                while True:
+                    job = (await c.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
+                    if job["status"] in ("completed", "partial", "failed", "cancelled"):
+                        break
+                    await asyncio.sleep(0.5)
+                elapsed = time.monotonic() - start
+                w1, t1 = wsample.cpu_ms(), tsample.cpu_ms()
+                client = await Client.connect(settings.temporal_address)
+                history = await max_history(client, job_workflow_id(job_id))
+        return {
+            "records": records,
+            "status": job["status"],
+            "completed": job["counts"]["completed"],
+            "seconds": round(elapsed, 2),
+            "records_per_s": round(records / elapsed, 1),
+            "worker_cpu_ms_per_record": round((w1 - w0) / records, 2),
+            "temporal_cpu_ms_per_record": round((t1 - t0) / records, 2),
+            "worker_peak_rss_mb": round(wsample.peak_rss / 2**20, 1),
+            "largest_job_history_events": history,
+        }
+    finally:
+        wsample.stop()
+        tsample.stop()
+        worker.terminate()
+        worker.wait(30)
+
+
+async def baseline(settings: Settings, records: int) -> dict[str, Any]:
+    queue = f"baseline-{uuid.uuid4().hex[:6]}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bench.baseline", settings.temporal_address, queue], stdout=subprocess.DEVNULL
+    )
+    try:
+        client = await Client.connect(settings.temporal_address)
+        await asyncio.sleep(2)
+        start = time.monotonic()
+        await client.execute_workflow(
+            BaselineParent.run,
+            ParentInput(records, settings.job_window, settings.job_batch, queue),
+            id=f"baseline-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+        )
+        elapsed = time.monotonic() - start
+        return {"seconds": round(elapsed, 2), "records_per_s": round(records / elapsed, 1)}
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
+        state = Path(tmp)
+        pg = EmbeddedPostgres(state / "postgres", free_port())
+        temporal = EmbeddedTemporal(state / "temporal.db", free_port(), None)
+        bao = EmbeddedOpenBao(None, free_port(), dev=True)
+        pg.start()
+        temporal.start()
+        bao.start()
+        try:
+            migrate(pg.url)
+            settings = Settings(
+                environment="test",
+                database_url=pg.url,
+                temporal_address=temporal.address,
+                vault_address=bao.address,
+                vault_token=bao.token,
+                secret_key="bench-secret-key-0123456789-0123456789",
+                http_allowed_hosts=[crm.allowed],
+                task_queue_prefix=f"b{uuid.uuid4().hex[:6]}",
+            )
+            assert temporal.pid is not None
+            base = await baseline(settings, args.records)
+            mine = await ours(settings, temporal.pid, args.records)
+        finally:
+            bao.stop()
+            temporal.stop()
+            pg.stop()
+    ratio = mine["records_per_s"] / base["records_per_s"]
+    print(
+        json.dumps(
+            {
+                "benchmark": "engine",
+                "ours": mine,
+                "baseline": base,
+                "ratio_ours_over_baseline": round(ratio, 3),
+                "targets": {"ratio": 1.0, "records_per_s": 25},
+                "meets_targets": ratio >= 1.0 and mine["records_per_s"] >= 25,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

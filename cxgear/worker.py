@@ -1,0 +1,68 @@
+"""Worker bootstrap: one Worker per task queue, all built from the one registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from activities.http_client import ApiCaller
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ActivityDeps, build_activities
+from activities.attempt_log import AttemptLogInterceptor
+from cxgear.db import create_engine
+from cxgear.settings import TASK_QUEUES, Settings
+from cxgear.temporal_client import connect_temporal
+from workflows import ALL_WORKFLOWS
+from workflows.types import TaskQueues
+
+log = logging.getLogger("cxgear.worker")
+
+
+def task_queues(settings: Settings) -> TaskQueues:
+    return TaskQueues(**{name: settings.task_queue(name) for name in TASK_QUEUES})
+
+
+def build_workers(
+    client: Client, settings: Settings, deps: ActivityDeps, queues: list[str] | None = None
+) -> list[Worker]:
+    registry = build_activities(deps)
+    workers = []
+    for name in queues or list(TASK_QUEUES):
+        activities = registry.get(name, [])
+        workflows = ALL_WORKFLOWS if name == "main" else []
+        if not activities and not workflows:
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.task_queue(name),
+                workflows=workflows,
+                activities=activities,
+                max_concurrent_activities=200,
+                max_concurrent_workflow_tasks=100,
+                max_task_queue_activities_per_second=settings.provider_rate_limits.get(name),
+                interceptors=[AttemptLogInterceptor(deps.engine)],
+            )
+        )
+    return workers
+
+
+def activity_deps(settings: Settings) -> ActivityDeps:
+    return ActivityDeps(
+        engine=create_engine(settings.database_url, pool_size=20),
+        public_api_url=settings.public_api_url,
+        api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
+    )
+
+
+async def run_worker(settings: Settings, queues: list[str]) -> None:
+    client = await connect_temporal(settings)
+    deps = activity_deps(settings)
+    workers = build_workers(client, settings, deps, queues)
+    log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
+    try:
+        await asyncio.gather(*(w.run() for w in workers))
+    finally:
+        await deps.engine.dispose()

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Identity, Index
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from models.base import PublicModel, created_field, jsonb_field, org_field, tz_field
+
+
+class RecordStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    waiting = "waiting"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL_RECORD = frozenset({RecordStatus.completed, RecordStatus.failed, RecordStatus.cancelled})
+
+# Keys a step may write for its own bookkeeping; never shown in the outcome view.
+INTERNAL_OUTPUT_PREFIX = "_"
+
+
+class Record(SQLModel, table=True):
+    __table_args__ = (Index("ix_record_job_status_id", "job_id", "status", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    org_id: uuid.UUID = org_field()
+    job_id: uuid.UUID = Field(foreign_key="job.id", ondelete="CASCADE")
+    project_id: uuid.UUID = Field(foreign_key="project.id", index=True, ondelete="CASCADE")
+    row_id: int | None = Field(default=None, sa_type=BigInteger)
+    status: str = Field(default=RecordStatus.pending.value, max_length=16)
+    disposition: str | None = Field(default=None, max_length=200)
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSONB, nullable=False)
+    )
+    outcomes: dict[str, Any] = jsonb_field(dict)
+    error: str | None = None
+    failed_step: str | None = Field(default=None, max_length=64)
+    current_step: str | None = Field(default=None, max_length=64)
+    attempts: int = 0
+    created_at: datetime = created_field()
+    started_at: datetime | None = tz_field()
+    ended_at: datetime | None = tz_field()
+
+
+class RecordPublic(PublicModel):
+    id: int
+    job_id: uuid.UUID
+    project_id: uuid.UUID
+    row_id: int | None
+    status: str
+    disposition: str | None
+    metadata: dict[str, Any]
+    outcomes: dict[str, Any]
+    error: str | None
+    failed_step: str | None
+    spinner_version: int | None = None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int | None
+
+
+class RecordsPublic(PublicModel):
+    data: list[RecordPublic]
+    count: int
+    next_after: int | None
+
+
+def outcome_view(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in outputs.items() if not k.startswith(INTERNAL_OUTPUT_PREFIX)}

@@ -1,0 +1,320 @@
+"""Function and callback steps, the public trigger, schedules, pause/cancel and continue-as-new."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from httpx import AsyncClient
+from temporalio.client import Client
+
+from api.services.callbacks import sign
+from tests.builders import (
+    Account,
+    api_key,
+    contacts_csv,
+    make_spinner,
+    make_table,
+    project,
+    signup,
+    wait_job,
+)
+
+
+async def setup(client: AsyncClient, rows: int) -> tuple[Account, dict[str, Any], dict[str, Any]]:
+    admin = await signup(client)
+    p = await project(client, admin)
+    table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(rows))
+    return admin, p, table
+
+
+async def run(
+    client: AsyncClient, admin: Account, spinner: dict[str, Any], table: dict[str, Any]
+) -> str:
+    r = await client.post(
+        f"/api/v1/spinners/{spinner['id']}/run",
+        json={"table_id": table["id"]},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def records_of(
+    client: AsyncClient, admin: Account, job_id: str, **filters: str
+) -> list[dict[str, Any]]:
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    r = await client.get(f"/api/v1/jobs/{job_id}/records?limit=500&{query}", headers=admin.headers)
+    return list(r.json()["data"])
+
+
+class TestFunctionStep:
+    async def test_outputs_merge_and_console_lines_reach_the_journey(
+        self, client: AsyncClient, worker: Client
+    ) -> None:
+        admin, p, table = await setup(client, 3)
+        definition = {
+            "steps": [
+                {
+                    "id": "score",
+                    "type": "function",
+                    "code": "console.log('scoring', payload.name); return {double: Number(payload.amount) * 2};",
+                    "next": "tag",
+                },
+                {"id": "tag", "type": "tag", "disposition": "Scored {{double}}"},
+            ]
+        }
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+        job = await wait_job(client, admin, await run(client, admin, spinner, table))
+        assert job["status"] == "completed"
+        recs = await records_of(client, admin, job["id"])
+        assert sorted(r["outcomes"]["double"] for r in recs) == [0, 20, 40]
+        assert {r["disposition"] for r in recs} == {"Scored 0", "Scored 20", "Scored 40"}
+        journey = (
+            await client.get(f"/api/v1/records/{recs[1]['id']}/journey", headers=admin.headers)
+        ).json()
+        assert journey["steps"][0]["label"] == "function · function_ran"
+        assert journey["steps"][0]["messages"] == ["scoring Contact 1"]
+
+    async def test_infinite_loop_fails_the_record_not_the_worker(
+        self, client: AsyncClient, worker: Client
+    ) -> None:
+        admin, p, table = await setup(client, 2)
+        definition = {
+            "steps": [
+                {"id": "spin", "type": "function", "code": "while (true) {}", "timeout_ms": 200}
+            ]
+        }
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+        job = await wait_job(client, admin, await run(client, admin, spinner, table))
+        assert job["status"] == "failed"
+        recs = await records_of(client, admin, job["id"])
+        assert all("200 ms" in (r["error"] or "") for r in recs), recs
+
+
+def callback_spinner() -> dict[str, Any]:
+    return {
+        "steps": [
+            {
+                "id": "hold",
+                "type": "wait_for_callback",
+                "timeout": "1h",
+                "on_callback": "yes",
+                "on_timeout": "no",
+            },
+            {"id": "yes", "type": "tag", "disposition": "Replied {{callback.answer}}"},
+            {"id": "no", "type": "tag", "disposition": "No reply"},
+        ]
+    }
+
+
+async def post_callback(
+    client: AsyncClient,
+    secret: str,
+    record_id: int,
+    body: dict[str, Any],
+    *,
+    event: str,
+    tamper: bool = False,
+) -> Any:
+    raw = json.dumps(body).encode()
+    ts = int(time.time())
+    signature = sign(secret, record_id, ts, raw)
+    if tamper:
+        signature = signature[:-2] + "00"
+    return await client.post(
+        f"/api/v1/public/callbacks/{record_id}",
+        content=raw,
+        headers={
+            "content-type": "application/json",
+            "x-cxgear-timestamp": str(ts),
+            "x-cxgear-signature": signature,
+            "x-cxgear-event-id": event,
+        },
+    )
+
+
+class TestWaitForCallback:
+    async def test_signed_callback_resumes_once_and_bad_signatures_change_nothing(
+        self, client: AsyncClient, worker: Client
+    ) -> None:
+        admin, p, table = await setup(client, 2)
+        spinner = await make_spinner(
+            client, admin, project_id=p["id"], definition=callback_spinner()
+        )
+        job_id = await run(client, admin, spinner, table)
+        job = await wait_job(client, admin, job_id, until=("waiting",))
+        assert job["counts"]["waiting"] == 2
+        secret = (await client.get("/api/v1/callback-secret", headers=admin.headers)).json()[
+            "secret"
+        ]
+        rec = (await records_of(client, admin, job_id))[0]
+        bad = await post_callback(
+            client, secret, rec["id"], {"answer": "yes"}, event="e1", tamper=True
+        )
+        assert bad.status_code == 403
+        assert bad.json()["errorCode"] == "BAD_SIGNATURE"
+        for _ in range(3):
+            ok = await post_callback(client, secret, rec["id"], {"answer": "yes"}, event="e1")
+            assert ok.status_code == 200
+        other = (await records_of(client, admin, job_id))[1]
+        await post_callback(client, secret, other["id"], {"answer": "later"}, event="e2")
+        job = await wait_job(client, admin, job_id)
+        assert job["status"] == "completed"
+        done = {r["id"]: r for r in await records_of(client, admin, job_id)}
+        assert done[rec["id"]]["disposition"] == "Replied yes"
+        journey = (
+            await client.get(f"/api/v1/records/{rec['id']}/journey", headers=admin.headers)
+        ).json()
+        assert [s["label"] for s in journey["steps"]].count("callback · received") == 1
+        late = await post_callback(client, secret, rec["id"], {"answer": "again"}, event="e3")
+        assert late.status_code == 200
+        assert late.json()["late"] is True
+
+
+class TestPublicTrigger:
+    async def test_trigger_key_runs_named_rows_and_appended_records(
+        self, client: AsyncClient, worker: Client
+    ) -> None:
+        admin, p, table = await setup(client, 5)
+        spinner = await make_spinner(
+            client,
+            admin,
+            project_id=p["id"],
+            definition={"steps": [{"id": "t", "type": "tag", "disposition": "Hi {{name}}"}]},
+        )
+        key = await api_key(client, admin, scopes=["trigger"])
+        headers = {"Authorization": f"Bearer {key}"}
+        r = await client.post(
+            f"/api/v1/public/trigger/{spinner['id']}",
+            json={
+                "dataTableId": table["id"],
+                "records": [{"name": "Zed", "phone": "+14155550000", "amount": "5", "tz": "UTC"}],
+            },
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+        job = await wait_job(client, admin, r.json()["id"])
+        assert job["trigger"] == "api"
+        assert [x["disposition"] for x in await records_of(client, admin, job["id"])] == ["Hi Zed"]
+        ingest_only = await api_key(client, admin, scopes=["ingest"])
+        r = await client.post(
+            f"/api/v1/public/trigger/{spinner['id']}",
+            json={"dataTableId": table["id"]},
+            headers={"Authorization": f"Bearer {ingest_only}"},
+        )
+        assert r.status_code == 403
+        r = await client.post(
+            f"/api/v1/public/trigger/{spinner['id']}",
+            json={"dataTableId": table["id"]},
+            headers=admin.headers,
+        )
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "API_KEY_REQUIRED"
+
+
+class TestJobControl:
+    async def test_pause_resume_and_cancel(self, client: AsyncClient, worker: Client) -> None:
+        admin, p, table = await setup(client, 6)
+        spinner = await make_spinner(
+            client, admin, project_id=p["id"], definition=callback_spinner()
+        )
+        job_id = await run(client, admin, spinner, table)
+        await wait_job(client, admin, job_id, until=("waiting",))
+        r = await client.post(f"/api/v1/jobs/{job_id}/pause", headers=admin.headers)
+        assert r.status_code == 200
+        await wait_job(client, admin, job_id, until=("paused",))
+        await client.post(f"/api/v1/jobs/{job_id}/resume", headers=admin.headers)
+        await wait_job(client, admin, job_id, until=("waiting", "running"))
+        r = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers)
+        assert r.status_code == 200
+        job = await wait_job(client, admin, job_id)
+        assert job["status"] == "cancelled"
+        assert job["counts"]["cancelled"] == 6
+        again = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers)
+        assert again.status_code == 409
+
+
+class TestContinueAsNew:
+    async def test_small_child_limit_continues_as_new_and_finishes(
+        self, client: AsyncClient, worker: Client, settings: Any
+    ) -> None:
+        from api.services.jobs import job_input
+        from workflows.job_workflow import job_workflow_id
+
+        admin, p, table = await setup(client, 23)
+        spinner = await make_spinner(
+            client,
+            admin,
+            project_id=p["id"],
+            definition={"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]},
+        )
+        original = settings.job_children_per_run
+        settings.job_children_per_run = 5
+        try:
+            job_id = await run(client, admin, spinner, table)
+        finally:
+            settings.job_children_per_run = original
+        job = await wait_job(client, admin, job_id)
+        assert job["counts"]["completed"] == 23
+        runs = [e async for e in worker.list_workflows(f"WorkflowId = '{job_workflow_id(job_id)}'")]
+        assert len(runs) >= 5  # 23 records, at most 5 children per run
+        assert job_input is not None
+        await asyncio.sleep(0)
+
+
+class TestSchedules:
+    async def test_schedule_fires_and_only_new_rows_run(
+        self, client: AsyncClient, worker: Client
+    ) -> None:
+        admin, p, table = await setup(client, 4)
+        spinner = await make_spinner(
+            client,
+            admin,
+            project_id=p["id"],
+            definition={"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]},
+        )
+        r = await client.post(
+            f"/api/v1/spinners/{spinner['id']}/schedules",
+            json={
+                "table_id": table["id"],
+                "cron": "0 2 * * *",
+                "timezone": "Europe/Paris",
+                "only_new": True,
+            },
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+        sched = r.json()
+        assert len(sched["next_runs"]) >= 1
+        from workflows.scheduled_run_workflow import schedule_id
+
+        handle = worker.get_schedule_handle(schedule_id(sched["id"]))
+        await handle.trigger()
+        jobs: list[dict[str, Any]] = []
+        for _ in range(100):
+            jobs = (
+                await client.get(f"/api/v1/projects/{p['id']}/jobs", headers=admin.headers)
+            ).json()["data"]
+            if jobs and jobs[0]["status"] == "completed":
+                break
+            await asyncio.sleep(0.2)
+        assert jobs[0]["trigger"] == "schedule"
+        assert jobs[0]["counts"]["completed"] == 4
+        await handle.trigger()
+        for _ in range(100):
+            jobs = (
+                await client.get(f"/api/v1/projects/{p['id']}/jobs", headers=admin.headers)
+            ).json()["data"]
+            if len(jobs) == 2 and jobs[0]["status"] == "completed":
+                break
+            await asyncio.sleep(0.2)
+        assert len(jobs) == 2
+        assert jobs[0]["counts"]["total"] == 0  # every row was already processed by this spinner
+        r = await client.post(f"/api/v1/schedules/{sched['id']}/pause", headers=admin.headers)
+        assert r.json()["paused"] is True
+        assert (
+            await client.delete(f"/api/v1/schedules/{sched['id']}", headers=admin.headers)
+        ).status_code == 204

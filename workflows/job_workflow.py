@@ -1,0 +1,275 @@
+"""JobWorkflow: a cursor-driven sliding window of RecordWorkflows over a job's records."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.engine_db import EngineDbActivities
+    from workflows.record_workflow import (
+        RecordInput,
+        RecordWorkflow,
+        record_search_attributes,
+        record_workflow_id,
+    )
+    from workflows.types import (
+        SIGNAL_RECORD_FINISHED,
+        SIGNAL_RECORD_PHASE,
+        JobIdInput,
+        JobStatusInput,
+        JobSummary,
+        NextRecordsInput,
+        NextRecordsResult,
+        RecordFinished,
+        RecordPhase,
+        TaskQueues,
+    )
+
+DB_TIMEOUT = timedelta(seconds=60)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)
+)
+
+
+def job_workflow_id(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+@dataclass
+class JobState:
+    cursor: int = 0
+    exhausted: bool = False
+    prepared: bool = False
+    active: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    started: int = 0
+    paused: bool = False
+    cancelling: bool = False
+    status: str = "queued"
+
+
+@dataclass
+class JobInput:
+    job_id: str
+    project_id: str
+    spinner_version_id: str
+    spinner_version: int
+    queues: TaskQueues
+    window: int = 500
+    batch: int = 50
+    children_per_run: int = 2000
+    state: JobState | None = None
+
+
+@dataclass
+class JobProgress:
+    status: str
+    started: int
+    active: int
+    waiting: int
+    completed: int
+    failed: int
+    cancelled: int
+    paused: bool
+
+
+@workflow.defn
+class JobWorkflow:
+    def __init__(self) -> None:
+        self._s = JobState()
+        self._active: set[int] = set()
+        self._waiting: set[int] = set()
+
+    # --- signals from records -------------------------------------------------------------
+    @workflow.signal(name=SIGNAL_RECORD_FINISHED)
+    def record_finished(self, done: RecordFinished) -> None:
+        # A record reports once, but signals can be redelivered: only ids we track count.
+        if done.record_id in self._active:
+            self._active.discard(done.record_id)
+        elif done.record_id in self._waiting:
+            self._waiting.discard(done.record_id)
+        else:
+            return
+        if done.status == "completed":
+            self._s.completed += 1
+        elif done.status == "failed":
+            self._s.failed += 1
+        else:
+            self._s.cancelled += 1
+
+    @workflow.signal(name=SIGNAL_RECORD_PHASE)
+    def record_phase(self, change: RecordPhase) -> None:
+        rid = change.record_id
+        if change.phase == "waiting" and rid in self._active:
+            self._active.discard(rid)
+            self._waiting.add(rid)
+        elif change.phase == "active" and rid in self._waiting:
+            self._waiting.discard(rid)
+            self._active.add(rid)
+
+    # --- operator signals -----------------------------------------------------------------
+    @workflow.signal
+    def pause(self) -> None:
+        self._s.paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._s.paused = False
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self._s.cancelling = True
+
+    @workflow.query
+    def progress(self) -> JobProgress:
+        return JobProgress(
+            status=self._s.status,
+            started=self._s.started,
+            active=len(self._active),
+            waiting=len(self._waiting),
+            completed=self._s.completed,
+            failed=self._s.failed,
+            cancelled=self._s.cancelled,
+            paused=self._s.paused,
+        )
+
+    @workflow.run
+    async def run(self, inp: JobInput) -> JobSummary:
+        if inp.state is not None:
+            self._s = inp.state
+            self._active = set(inp.state.active)
+            self._waiting = set(inp.state.waiting)
+        if not self._s.prepared:
+            await workflow.execute_activity_method(
+                EngineDbActivities.prepare_job,
+                JobIdInput(inp.job_id),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=DB_RETRY,
+            )
+            self._s.prepared = True
+        started_this_run = 0
+        while True:
+            await self._publish_status(inp)
+            if self._s.cancelling:
+                await self._cancel_all(inp)
+                break
+            if not self._s.paused and not self._s.exhausted and len(self._active) < inp.window:
+                started_this_run += await self._start_more(inp)
+                continue
+            if self._s.exhausted and not self._active and not self._waiting:
+                break
+            if (
+                started_this_run >= inp.children_per_run
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._s.active, self._s.waiting = sorted(self._active), sorted(self._waiting)
+                workflow.continue_as_new(
+                    JobInput(
+                        inp.job_id,
+                        inp.project_id,
+                        inp.spinner_version_id,
+                        inp.spinner_version,
+                        inp.queues,
+                        inp.window,
+                        inp.batch,
+                        inp.children_per_run,
+                        self._s,
+                    )
+                )
+            await self._until_changed()
+        summary: JobSummary = await workflow.execute_activity_method(
+            EngineDbActivities.finish_job,
+            JobStatusInput(inp.job_id, "cancelled" if self._s.cancelling else ""),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self._s.status = summary.status
+        return summary
+
+    def _shape(self) -> tuple[int, int, bool, bool]:
+        return (len(self._active), len(self._waiting), self._s.paused, self._s.cancelling)
+
+    async def _until_changed(self) -> None:
+        before = self._shape()
+        await workflow.wait_condition(lambda: self._shape() != before)
+
+    async def _start_more(self, inp: JobInput) -> int:
+        page: NextRecordsResult = await workflow.execute_local_activity_method(
+            EngineDbActivities.next_records,
+            NextRecordsInput(inp.job_id, self._s.cursor, inp.window - len(self._active)),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        if not page.ids:
+            self._s.exhausted = True
+            return 0
+        self._active.update(page.ids)
+        self._s.cursor = page.ids[-1]
+        me = workflow.info().workflow_id
+        for i in range(0, len(page.ids), inp.batch):
+            # Starting children one by one caps a job near 10 records/s; a batch per task does not.
+            await asyncio.gather(
+                *(
+                    workflow.start_child_workflow(
+                        RecordWorkflow.run,
+                        RecordInput(rid, inp.job_id, me, inp.spinner_version_id, inp.queues),
+                        id=record_workflow_id(rid),
+                        task_queue=inp.queues.main,
+                        parent_close_policy=ParentClosePolicy.ABANDON,
+                        search_attributes=record_search_attributes(
+                            inp.job_id, inp.project_id, inp.spinner_version
+                        ),
+                    )
+                    for rid in page.ids[i : i + inp.batch]
+                )
+            )
+        self._s.started += len(page.ids)
+        return len(page.ids)
+
+    async def _publish_status(self, inp: JobInput) -> None:
+        if self._s.paused:
+            wanted = "paused"
+        elif not self._active and self._waiting and (self._s.exhausted or self._s.paused):
+            wanted = "waiting"
+        else:
+            wanted = "running"
+        if wanted != self._s.status:
+            self._s.status = wanted
+            await workflow.execute_local_activity_method(
+                EngineDbActivities.set_job_status,
+                JobStatusInput(inp.job_id, wanted),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+
+    async def _cancel_all(self, inp: JobInput) -> None:
+        await workflow.execute_activity_method(
+            EngineDbActivities.cancel_pending,
+            JobIdInput(inp.job_id),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        in_flight = sorted(self._active | self._waiting)
+        for i in range(0, len(in_flight), inp.batch):
+            await asyncio.gather(
+                *(
+                    workflow.get_external_workflow_handle(record_workflow_id(rid)).cancel()
+                    for rid in in_flight[i : i + inp.batch]
+                ),
+                return_exceptions=True,
+            )
+        # Each cancelled record still reports its final status; wait for them so counts agree.
+        await workflow.wait_condition(
+            lambda: not self._active and not self._waiting, timeout=timedelta(minutes=10)
+        )

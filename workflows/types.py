@@ -1,0 +1,144 @@
+"""Inputs, results and signal payloads shared by the engine's workflows and activities.
+
+Kept free of I/O so workflows can import it inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TaskQueues:
+    main: str
+    http: str
+    llm: str
+    messaging: str
+    email: str
+    stt: str
+
+
+@dataclass
+class StepRun:
+    """Everything one step needs: ids, the step config, the record's metadata and prior outputs."""
+
+    workflow_id: str
+    job_id: str
+    record_id: int
+    step: dict[str, Any]
+    metadata: dict[str, Any]
+    outputs: dict[str, Any]
+    context: dict[str, Any]
+    now_iso: str = ""
+
+
+@dataclass
+class StepResult:
+    step_id: str
+    step_type: str
+    outcome: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    next: str | None = None
+    delay_s: float = 0.0
+    label: str | None = None
+
+
+@dataclass
+class RecordPlan:
+    start: str
+    steps: dict[str, dict[str, Any]]
+    metadata: dict[str, Any]
+    outputs: dict[str, Any]
+    context: dict[str, Any]
+    project_id: str
+    spinner_version: int
+
+
+@dataclass
+class LoadRecordInput:
+    record_id: int
+    spinner_version_id: str
+    workflow_id: str
+
+
+@dataclass
+class CompleteRecordInput:
+    record_id: int
+    status: str
+    outputs: dict[str, Any]
+    error: str | None = None
+    failed_step: str | None = None
+
+
+@dataclass
+class RecordPhase:
+    record_id: int
+    phase: str  # "waiting" or "active"
+
+
+@dataclass
+class RecordFinished:
+    record_id: int
+    status: str
+
+
+@dataclass
+class CallbackSignal:
+    event_id: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class NextRecordsInput:
+    job_id: str
+    after: int
+    limit: int
+
+
+@dataclass
+class NextRecordsResult:
+    ids: list[int]
+
+
+@dataclass
+class JobStatusInput:
+    job_id: str
+    status: str
+
+
+@dataclass
+class JobIdInput:
+    job_id: str
+
+
+@dataclass
+class JobSummary:
+    status: str
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+SIGNAL_RECORD_FINISHED = "record_finished"
+SIGNAL_RECORD_PHASE = "record_phase"
+
+
+@dataclass
+class ScheduledRunInput:
+    schedule_id: str
+    queues: TaskQueues
+    window: int = 500
+    batch: int = 50
+    children_per_run: int = 2000
+
+
+@dataclass
+class ScheduledJob:
+    job_id: str | None
+    project_id: str = ""
+    spinner_version_id: str = ""
+    spinner_version: int = 0
+    reason: str | None = None
