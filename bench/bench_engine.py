@@ -184,9 +184,9 @@ async def main() -> None:
                 http_allowed_hosts=[crm.allowed],
                 task_queue_prefix=f"b{uuid.uuid4().hex[:6]}",
             )
-            assert temporal.pid is not None
+            assert temporal.process is not None
             base = await baseline(settings, args.records)
-            mine = await ours(settings, temporal.pid, args.records)
+            mine = await ours(settings, temporal.process.pid, args.records)
         finally:
             bao.stop()
             temporal.stop()

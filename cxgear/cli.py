@@ -12,10 +12,12 @@ from rich.console import Console
 from cxgear import __version__
 from cxgear.cli_spinners import journey, spinners_app
 from cxgear.cli_spinners import run as run_spinner
+from cxgear.cli_tables import tables_app
 from cxgear.settings import TASK_QUEUES, get_settings
 
 app = typer.Typer(help="CXGear: automation over rows of data.", no_args_is_help=True)
 app.add_typer(spinners_app, name="spinners")
+app.add_typer(tables_app, name="tables")
 app.command("run")(run_spinner)
 app.command("journey")(journey)
 console = Console()

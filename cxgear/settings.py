@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 2_147_483_648
     max_columns: int = 200
+    # How long an Idempotency-Key on the ingest endpoints replays its first answer.
+    ingest_idempotency_ttl: timedelta = timedelta(hours=24)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -3,6 +3,7 @@
 from models import (
     api_key,
     callback_event,
+    data_table,
     job,
     journey,
     organization,
@@ -19,6 +20,7 @@ from models import (
 __all__ = [
     "api_key",
     "callback_event",
+    "data_table",
     "job",
     "journey",
     "organization",

@@ -5,7 +5,7 @@ from httpx import ASGITransport, AsyncClient
 from api.app import create_app
 from cxgear.settings import Settings
 from tests.conftest import make_settings
-from tests.stack_fixtures import free_port
+from cxgear.stack.ports import free_port
 
 
 async def _ready(settings: Settings) -> tuple[int, dict[str, object]]:

@@ -70,6 +70,27 @@ async def _other_org_objects(client: AsyncClient, other: Account) -> dict[str, s
 EXTRA_BUILDERS: dict[str, Callable[[AsyncClient, Account, dict[str, str]], Awaitable[str]]] = {}
 
 
+async def _data_table(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    r = await client.post(
+        f"/api/v1/projects/{ids['project_id']}/data-tables",
+        json={"name": "theirs"},
+        headers=other.headers,
+    )
+    assert r.status_code == 201, r.text
+    table_id = str(r.json()["id"])
+    # With rows, a route that forgot the organization check would answer 200, not 409.
+    r = await client.post(
+        f"/api/v1/data-tables/{table_id}/import",
+        content=b"name,phone\nAda,+14155550100\n",
+        headers={**other.headers, "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    return table_id
+
+
+EXTRA_BUILDERS["table_id"] = _data_table
+
+
 class TestCrossOrganization:
     async def test_every_id_route_answers_404_for_another_orgs_ids(
         self, app: FastAPI, client: AsyncClient

