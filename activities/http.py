@@ -11,6 +11,7 @@ from activities.http_client import (
     ApiCaller,
     ApiRequest,
     BlockedAddressError,
+    InvalidRequestError,
     ResponseTooLargeError,
     UpstreamHttpError,
 )
@@ -38,6 +39,8 @@ class HttpActivities:
             response = await self.caller.call(request)
         except BlockedAddressError as exc:
             raise ApplicationError(str(exc), type="BlockedAddress", non_retryable=True) from exc
+        except InvalidRequestError as exc:
+            raise ApplicationError(str(exc), type="InvalidRequest", non_retryable=True) from exc
         except ResponseTooLargeError as exc:
             raise ApplicationError(str(exc), type="ResponseTooLarge", non_retryable=True) from exc
         except UpstreamHttpError as exc:

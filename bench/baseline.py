@@ -38,7 +38,9 @@ class BaselineChild:
     @workflow.run
     async def run(self, inp: ChildInput) -> int:
         for _ in range(4):
-            await workflow.execute_activity(noop, inp.n, start_to_close_timeout=timedelta(seconds=30))
+            await workflow.execute_activity(
+                noop, inp.n, start_to_close_timeout=timedelta(seconds=30)
+            )
         await workflow.get_external_workflow_handle(inp.parent_id).signal("done", inp.n)
         return inp.n
 

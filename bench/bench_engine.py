@@ -80,19 +80,30 @@ async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str,
         "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
         "CXGEAR_ENVIRONMENT": "test",
     }
-    worker = subprocess.Popen([sys.executable, "-m", "cxgear", "worker"], env=env, stdout=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cxgear", "worker"], env=env, stdout=subprocess.DEVNULL
+    )
     wsample, tsample = Sampler(worker.pid), Sampler(temporal_pid)
     app = create_app(settings)
     try:
         async with app.router.lifespan_context(app):
-            async with AsyncClient(transport=ASGITransport(app=app), base_url="http://bench", timeout=600) as c:
+            async with AsyncClient(
+                transport=ASGITransport(app=app), base_url="http://bench", timeout=600
+            ) as c:
                 admin = await signup(c)
                 p = await project(c, admin)
-                table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(records))
+                table = await make_table(
+                    c, admin, project_id=p["id"], csv_text=contacts_csv(records)
+                )
                 crm = settings.http_allowed_hosts[0]
                 definition = {
                     "steps": [
-                        {"id": "hello", "type": "log", "message": "Calling {{name}}", "next": "route"},
+                        {
+                            "id": "hello",
+                            "type": "log",
+                            "message": "Calling {{name}}",
+                            "next": "route",
+                        },
                         {
                             "id": "route",
                             "type": "decision",
@@ -100,7 +111,12 @@ async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str,
                             "default": "tag",
                         },
                         {"id": "tag", "type": "tag", "disposition": "Done", "next": "call"},
-                        {"id": "call", "type": "api_call", "method": "GET", "url": f"http://{crm}/c/{{{{name}}}}"},
+                        {
+                            "id": "call",
+                            "type": "api_call",
+                            "method": "GET",
+                            "url": f"http://{crm}/c/{{{{name}}}}",
+                        },
                     ]
                 }
                 spinner = await make_spinner(c, admin, project_id=p["id"], definition=definition)
@@ -108,7 +124,9 @@ async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str,
                 w0, t0 = wsample.cpu_ms(), tsample.cpu_ms()
                 start = time.monotonic()
                 r = await c.post(
-                    f"/api/v1/spinners/{spinner['id']}/run", json={"table_id": table["id"]}, headers=admin.headers
+                    f"/api/v1/spinners/{spinner['id']}/run",
+                    json={"table_id": table["id"]},
+                    headers=admin.headers,
                 )
                 job_id = r.json()["id"]
                 while True:
@@ -141,7 +159,8 @@ async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str,
 async def baseline(settings: Settings, records: int) -> dict[str, Any]:
     queue = f"baseline-{uuid.uuid4().hex[:6]}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "bench.baseline", settings.temporal_address, queue], stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "bench.baseline", settings.temporal_address, queue],
+        stdout=subprocess.DEVNULL,
     )
     try:
         client = await Client.connect(settings.temporal_address)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from activities.http_client import ApiCaller
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
 from activities.attempt_log import AttemptLogInterceptor
+from activities.http_client import ApiCaller
 from cxgear.db import create_engine
 from cxgear.settings import TASK_QUEUES, Settings
 from cxgear.temporal_client import connect_temporal
-from workflows import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS
 from workflows.types import TaskQueues
 
 log = logging.getLogger("cxgear.worker")

@@ -1,9 +1,4 @@
-"""Workflows, one per file; ALL_WORKFLOWS is the registry the worker uses."""
+"""Workflows, one per file; the worker's registry is `workflows.registry.ALL_WORKFLOWS`.
 
-from workflows.job_workflow import JobWorkflow
-from workflows.record_workflow import RecordWorkflow
-from workflows.scheduled_run_workflow import ScheduledRunWorkflow
-
-ALL_WORKFLOWS = [JobWorkflow, RecordWorkflow, ScheduledRunWorkflow]
-
-__all__ = ["ALL_WORKFLOWS", "JobWorkflow", "RecordWorkflow", "ScheduledRunWorkflow"]
+Nothing is imported here so activities can import `workflows.types` without a cycle.
+"""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from models.data_table import DataTable
 from sqlalchemy import func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -14,10 +13,12 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from api.deps import UnitOfWork
 from api.errors import AppError
+from api.services.data_tables import ACTIVE_JOB_CHECKS
 from api.services.plan_limits import consume_monthly
 from api.services.spinners import latest_version
 from cxgear.settings import Settings
 from cxgear.worker import task_queues
+from models.data_table import DataTable
 from models.job import Job, JobCounts, JobPublic, JobTrigger
 from models.organization import Organization
 from models.plan import Meter
@@ -161,3 +162,6 @@ async def table_has_running_job(session: AsyncSession, table_id: uuid.UUID) -> b
         )
     )
     return bool(running.one())
+
+
+ACTIVE_JOB_CHECKS.append(table_has_running_job)

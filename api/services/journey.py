@@ -61,7 +61,8 @@ async def derive_journey(
     steps: list[JourneyStep] = []
     scheduled: dict[int, tuple[dict[str, Any], datetime, str]] = {}
     started_attempt: dict[int, int] = {}
-    status, output = "running", {}
+    status: str = "running"
+    output: dict[str, Any] = {}
     wait_started: datetime | None = None
     for event in history.events:
         et = event.event_type

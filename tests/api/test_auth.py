@@ -145,7 +145,9 @@ class TestLogin:
         )
         assert r.status_code == 204
         r = await client.post(
-            "/api/v1/auth/login", json={"email": user["email"], "password": "An0ther-Strong-pass"}
+            "/api/v1/auth/login",
+            json={"email": user["email"], "password": "An0ther-Strong-pass"},
+            headers={"User-Agent": "pytest"},
         )
         assert r.status_code == 200
         assert r.json()["must_change_password"] is False

@@ -4,8 +4,8 @@ from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
 from cxgear.settings import Settings
-from tests.conftest import make_settings
 from cxgear.stack.ports import free_port
+from tests.conftest import make_settings
 
 
 async def _ready(settings: Settings) -> tuple[int, dict[str, object]]:

@@ -1,0 +1,84 @@
+"""Generated from the app's routes: another organization's ids answer 404 on every route.
+
+Lives with the engine tests because records and jobs only exist once a worker has run a job.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from temporalio.client import Client
+
+from tests.api.test_route_contract import NOT_AN_ID, _other_org_objects, api_routes
+from tests.builders import Account, api_key, make_spinner, signup, wait_job
+
+
+async def _spinner(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    definition = {"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]}
+    spinner = await make_spinner(client, other, project_id=ids["project_id"], definition=definition)
+    return str(spinner["id"])
+
+
+async def _job(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    r = await client.post(
+        f"/api/v1/spinners/{ids['spinner_id']}/run",
+        json={"table_id": ids["table_id"]},
+        headers=other.headers,
+    )
+    assert r.status_code == 201, r.text
+    job = await wait_job(client, other, r.json()["id"])
+    return str(job["id"])
+
+
+async def _record(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    r = await client.get(f"/api/v1/jobs/{ids['job_id']}/records", headers=other.headers)
+    return str(r.json()["data"][0]["id"])
+
+
+async def _schedule(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    r = await client.post(
+        f"/api/v1/spinners/{ids['spinner_id']}/schedules",
+        json={"table_id": ids["table_id"], "cron": "0 3 * * *"},
+        headers=other.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+ENGINE_BUILDERS = {
+    "spinner_id": _spinner,
+    "job_id": _job,
+    "record_id": _record,
+    "schedule_uuid": _schedule,
+}
+
+
+class TestCrossOrganization:
+    async def test_every_id_route_answers_404_for_another_orgs_ids(
+        self, app: FastAPI, client: AsyncClient, worker: Client
+    ) -> None:
+        me = await signup(client)
+        key = await api_key(client, me, scopes=["ingest", "trigger"])
+        other = await signup(client)
+        theirs = await _other_org_objects(client, other, ENGINE_BUILDERS)
+        checked, wrong = 0, []
+        for route in api_routes(app):
+            params = [p for p in re.findall(r"{(\w+)}", route.path) if p not in NOT_AN_ID]
+            if not params:
+                continue
+            unknown = [p for p in params if p not in theirs]
+            assert not unknown, f"{route.path}: add a builder for {unknown} in EXTRA_BUILDERS"
+            path = route.path
+            for p in params:
+                path = path.replace("{" + p + "}", theirs[p])
+            is_public = "/public/" in route.path
+            headers = {"Authorization": f"Bearer {key}"} if is_public else me.headers
+            for method in route.methods:
+                r = await client.request(method, path, headers=headers, json={})
+                checked += 1
+                if r.status_code != 404:
+                    wrong.append(f"{method} {route.path} -> {r.status_code} {r.text[:120]}")
+        assert wrong == []
+        assert checked >= 10
