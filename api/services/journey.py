@@ -22,8 +22,8 @@ async def _decode(client: Client, payloads: Payloads | Sequence[Payload]) -> lis
     items = list(payloads.payloads) if isinstance(payloads, Payloads) else list(payloads)
     if not items:
         return []
-    decoded = await client.data_converter.decode(items)
-    return list(client.data_converter.payload_converter.from_payloads(decoded))
+    # Runs the payload codec (when configured) and the payload converter.
+    return list(await client.data_converter.decode(items))
 
 
 def _ts(event: HistoryEvent) -> datetime:
