@@ -155,7 +155,7 @@ async def wait_job(
     account: Account,
     job_id: str,
     *,
-    timeout: float = 120,
+    timeout: float = 60,
     until: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     import asyncio

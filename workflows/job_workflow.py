@@ -84,10 +84,13 @@ class JobProgress:
 
 @workflow.defn
 class JobWorkflow:
-    def __init__(self) -> None:
-        self._s = JobState()
-        self._active: set[int] = set()
-        self._waiting: set[int] = set()
+    @workflow.init
+    def __init__(self, inp: JobInput) -> None:
+        # Carried state is restored here, not in run(): signals that reach a continued run in its
+        # first task are handled before run() starts and must see the in-flight ids.
+        self._s = inp.state or JobState()
+        self._active: set[int] = set(self._s.active)
+        self._waiting: set[int] = set(self._s.waiting)
 
     # --- signals from records -------------------------------------------------------------
     @workflow.signal(name=SIGNAL_RECORD_FINISHED)
@@ -144,10 +147,6 @@ class JobWorkflow:
 
     @workflow.run
     async def run(self, inp: JobInput) -> JobSummary:
-        if inp.state is not None:
-            self._s = inp.state
-            self._active = set(inp.state.active)
-            self._waiting = set(inp.state.waiting)
         if not self._s.prepared:
             await workflow.execute_activity_method(
                 EngineDbActivities.prepare_job,
@@ -163,8 +162,9 @@ class JobWorkflow:
             if self._s.cancelling:
                 await self._cancel_all(inp)
                 break
-            if not self._s.paused and not self._s.exhausted and len(self._active) < inp.window:
-                started_this_run += await self._start_more(inp)
+            room = min(inp.window - len(self._active), inp.children_per_run - started_this_run)
+            if not self._s.paused and not self._s.exhausted and room > 0:
+                started_this_run += await self._start_more(inp, room)
                 continue
             if self._s.exhausted and not self._active and not self._waiting:
                 break
@@ -204,10 +204,10 @@ class JobWorkflow:
         before = self._shape()
         await workflow.wait_condition(lambda: self._shape() != before)
 
-    async def _start_more(self, inp: JobInput) -> int:
+    async def _start_more(self, inp: JobInput, limit: int) -> int:
         page: NextRecordsResult = await workflow.execute_local_activity_method(
             EngineDbActivities.next_records,
-            NextRecordsInput(inp.job_id, self._s.cursor, inp.window - len(self._active)),
+            NextRecordsInput(inp.job_id, self._s.cursor, limit),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )

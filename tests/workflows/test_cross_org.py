@@ -65,6 +65,8 @@ class TestCrossOrganization:
         theirs = await _other_org_objects(client, other, ENGINE_BUILDERS)
         checked, wrong = 0, []
         for route in api_routes(app):
+            if route.path.startswith("/api/v1/public/callbacks/"):
+                continue  # authenticated by the caller's HMAC signature, which is checked first
             params = [p for p in re.findall(r"{(\w+)}", route.path) if p not in NOT_AN_ID]
             if not params:
                 continue
