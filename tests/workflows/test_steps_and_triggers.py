@@ -318,3 +318,48 @@ class TestSchedules:
         assert (
             await client.delete(f"/api/v1/schedules/{sched['id']}", headers=admin.headers)
         ).status_code == 204
+
+
+class TestWaitingLeavesTheWindow:
+    async def test_day_long_waits_do_not_block_other_records(
+        self, client: AsyncClient, worker: Client, settings: Any
+    ) -> None:
+        admin, p, table = await setup(client, 8)
+        definition = {
+            "steps": [
+                {
+                    "id": "route",
+                    "type": "decision",
+                    "branches": [{"when": "amount < 50", "label": "later", "next": "pause"}],
+                    "default": "done",
+                },
+                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
+                {"id": "done", "type": "tag", "disposition": "Done"},
+            ]
+        }
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+        original = settings.job_window
+        settings.job_window = 2
+        try:
+            job_id = await run(client, admin, spinner, table)
+        finally:
+            settings.job_window = original
+        # The first five records (amounts 0..40) wait a day; with a window of two, the last three
+        # can only finish if waiting records leave the window.
+        job = await wait_job(client, admin, job_id, until=("waiting",))
+        assert job["counts"]["waiting"] == 5
+        assert job["counts"]["completed"] == 3
+        progress = (
+            await client.get(f"/api/v1/jobs/{job_id}/progress", headers=admin.headers)
+        ).json()
+        assert progress["waiting"] == 5 and progress["active"] == 0
+        waiting = await records_of(client, admin, job_id, status="waiting")
+        journey = (
+            await client.get(f"/api/v1/records/{waiting[0]['id']}/journey", headers=admin.headers)
+        ).json()
+        assert journey["steps"][-1]["label"] == "wait · waited"
+        assert journey["steps"][-1]["detail"]["delay_s"] == 86400
+        await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers)
+        job = await wait_job(client, admin, job_id)
+        assert job["status"] == "cancelled"
+        assert job["counts"]["cancelled"] == 5 and job["counts"]["completed"] == 3
