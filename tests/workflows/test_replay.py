@@ -20,9 +20,15 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    result = await Replayer(workflows=ALL_WORKFLOWS).replay_workflow(history, raise_on_replay_failure=True)
+    result = await Replayer(workflows=ALL_WORKFLOWS).replay_workflow(
+        history, raise_on_replay_failure=True
+    )
     assert result.replay_failure is None
 
 
 def test_histories_are_committed() -> None:
-    assert {p.stem for p in HISTORIES} >= {"job_workflow", "record_workflow", "record_workflow_callback"}
+    assert {p.stem for p in HISTORIES} >= {
+        "job_workflow",
+        "record_workflow",
+        "record_workflow_callback",
+    }
