@@ -359,6 +359,9 @@ class TestWaitingLeavesTheWindow:
         ).json()
         assert journey["steps"][-1]["label"] == "wait · waited"
         assert journey["steps"][-1]["detail"]["delay_s"] == 86400
+        busy = await client.delete(f"/api/v1/data-tables/{table['id']}", headers=admin.headers)
+        assert busy.status_code == 409
+        assert busy.json()["errorCode"] == "TABLE_IN_USE"
         await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers)
         job = await wait_job(client, admin, job_id)
         assert job["status"] == "cancelled"

@@ -1,0 +1,115 @@
+"""`cxgear spinners apply/export`, `cxgear run --watch` and `cxgear journey` against a live API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from httpx import AsyncClient
+from temporalio.client import Client
+from typer.testing import CliRunner
+
+from cxgear.cli import app as cli
+from cxgear.settings import Settings
+from tests.api.test_data_tables import live_api
+from tests.builders import Account, contacts_csv, make_table, project, signup
+
+runner = CliRunner()
+
+SPINNER_YAML = """\
+name: Greeter
+description: Greets and tags
+definition:
+  steps:
+    - id: hello
+      type: log
+      message: "Hello {{name}}"
+      next: route
+    - id: route
+      type: decision
+      branches:
+        - when: amount >= 20
+          label: big
+          next: big
+      default: small
+    - id: big
+      type: tag
+      disposition: Big
+    - id: small
+      type: tag
+      disposition: Small
+"""
+
+
+@pytest.fixture(scope="module")
+def api_url(settings: Settings) -> Iterator[str]:
+    with live_api(settings) as url:
+        yield url
+
+
+def cx(api_url: str, account: Account, *args: str) -> tuple[int, str]:
+    result = runner.invoke(
+        cli,
+        list(args),
+        env={"CXGEAR_API_URL": api_url, "CXGEAR_TOKEN": account.token, "COLUMNS": "200"},
+    )
+    return result.exit_code, result.output
+
+
+class TestSpinnersAsCode:
+    async def test_apply_twice_changes_nothing_then_run_watch_and_journey(
+        self, client: AsyncClient, worker: Client, api_url: str, tmp_path: Path
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(4))
+        spec = tmp_path / "greeter.yml"
+        spec.write_text(SPINNER_YAML)
+        code, out = cx(
+            api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
+        )
+        assert code == 0, out
+        assert "created spinner" in out and "published version 1" in out
+        code, out = cx(
+            api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
+        )
+        assert code == 0, out
+        assert "unchanged" in out and "already published as version 1" in out
+        spinners = (
+            await client.get(f"/api/v1/projects/{p['id']}/spinners", headers=admin.headers)
+        ).json()
+        assert spinners["count"] == 1
+        spinner_id = spinners["data"][0]["id"]
+        exported = tmp_path / "exported.yml"
+        code, out = cx(api_url, admin, "spinners", "export", spinner_id, "-o", str(exported))
+        assert code == 0, out
+        code, out = cx(api_url, admin, "spinners", "apply", str(exported), "--publish")
+        assert code == 0, out
+        assert "unchanged" in out
+
+        code, out = cx(api_url, admin, "run", spinner_id, "--table", table["id"], "--watch")
+        assert code == 0, out
+        assert "job completed: 4 completed, 0 failed" in out
+        job = (await client.get(f"/api/v1/projects/{p['id']}/jobs", headers=admin.headers)).json()[
+            "data"
+        ][0]
+        rec = (await client.get(f"/api/v1/jobs/{job['id']}/records", headers=admin.headers)).json()[
+            "data"
+        ][-1]
+        code, out = cx(api_url, admin, "journey", str(rec["id"]))
+        assert code == 0, out
+        assert "log · logged" in out and "decision · branched" in out and "Big" in out
+
+    async def test_invalid_yaml_is_reported(
+        self, client: AsyncClient, api_url: str, tmp_path: Path
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        spec = tmp_path / "bad.yml"
+        spec.write_text(SPINNER_YAML.replace("next: route", "next: nowhere"))
+        code, out = cx(
+            api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
+        )
+        assert code == 1
+        assert "nowhere" in out
