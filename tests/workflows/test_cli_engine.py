@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def api_url(settings: Settings) -> Iterator[str]:
         yield url
 
 
-def cx(api_url: str, account: Account, *args: str) -> tuple[int, str]:
-    result = runner.invoke(
+async def cx(api_url: str, account: Account, *args: str) -> tuple[int, str]:
+    # In a thread: the in-process worker shares this event loop and must keep running meanwhile.
+    result = await asyncio.to_thread(
+        runner.invoke,
         cli,
         list(args),
         env={"CXGEAR_API_URL": api_url, "CXGEAR_TOKEN": account.token, "COLUMNS": "200"},
@@ -66,12 +69,12 @@ class TestSpinnersAsCode:
         table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(4))
         spec = tmp_path / "greeter.yml"
         spec.write_text(SPINNER_YAML)
-        code, out = cx(
+        code, out = await cx(
             api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
         )
         assert code == 0, out
         assert "created spinner" in out and "published version 1" in out
-        code, out = cx(
+        code, out = await cx(
             api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
         )
         assert code == 0, out
@@ -82,13 +85,13 @@ class TestSpinnersAsCode:
         assert spinners["count"] == 1
         spinner_id = spinners["data"][0]["id"]
         exported = tmp_path / "exported.yml"
-        code, out = cx(api_url, admin, "spinners", "export", spinner_id, "-o", str(exported))
+        code, out = await cx(api_url, admin, "spinners", "export", spinner_id, "-o", str(exported))
         assert code == 0, out
-        code, out = cx(api_url, admin, "spinners", "apply", str(exported), "--publish")
+        code, out = await cx(api_url, admin, "spinners", "apply", str(exported), "--publish")
         assert code == 0, out
         assert "unchanged" in out
 
-        code, out = cx(api_url, admin, "run", spinner_id, "--table", table["id"], "--watch")
+        code, out = await cx(api_url, admin, "run", spinner_id, "--table", table["id"], "--watch")
         assert code == 0, out
         assert "job completed: 4 completed, 0 failed" in out
         job = (await client.get(f"/api/v1/projects/{p['id']}/jobs", headers=admin.headers)).json()[
@@ -97,7 +100,7 @@ class TestSpinnersAsCode:
         rec = (await client.get(f"/api/v1/jobs/{job['id']}/records", headers=admin.headers)).json()[
             "data"
         ][-1]
-        code, out = cx(api_url, admin, "journey", str(rec["id"]))
+        code, out = await cx(api_url, admin, "journey", str(rec["id"]))
         assert code == 0, out
         assert "log · logged" in out and "decision · branched" in out and "Big" in out
 
@@ -108,7 +111,7 @@ class TestSpinnersAsCode:
         p = await project(client, admin)
         spec = tmp_path / "bad.yml"
         spec.write_text(SPINNER_YAML.replace("next: route", "next: nowhere"))
-        code, out = cx(
+        code, out = await cx(
             api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
         )
         assert code == 1
