@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from models.spinner_definition import SpinnerDefinition, parse_duration
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from models.spinner_definition import SpinnerDefinition, parse_duration
 from workflows.types import (
     CompleteRecordInput,
     JobIdInput,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from models.expressions import ExpressionError, compile_expression
-from models.spinner_definition import parse_duration
-from models.templating import TemplateError, render_template
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from models.expressions import ExpressionError, compile_expression
+from models.spinner_definition import parse_duration
+from models.templating import TemplateError, render_template
 from workflows.types import StepResult, StepRun
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

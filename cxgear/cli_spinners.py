@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from models.spinner_definition import SpinnerFile, dump_spinner_yaml, load_spinner_yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cxgear.cli_client import api_client, checked
+from models.spinner_definition import SpinnerFile, dump_spinner_yaml, load_spinner_yaml
 
 spinners_app = typer.Typer(help="Spinners as code: apply and export YAML.", no_args_is_help=True)
 console = Console()

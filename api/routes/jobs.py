@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from models.data_table import DataTable
 from pydantic import Field as PydField
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -27,6 +26,7 @@ from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
 from models.base import RequestBody
+from models.data_table import DataTable
 from models.job import (
     TERMINAL_JOB,
     Job,

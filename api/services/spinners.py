@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from models.spinner_definition import definition_hash
-from models.spinner_validation import ValidationIssue, parse_definition, validate_definition
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
 from models.spinner import IssuePublic, Spinner, SpinnerVersion
+from models.spinner_definition import definition_hash
+from models.spinner_validation import ValidationIssue, parse_definition, validate_definition
 
 
 async def project_fields(session: AsyncSession, project_id: uuid.UUID) -> list[str]:

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from activities.http_client import ApiCaller
 from temporalio.client import Client
 
 from activities import ActivityDeps
+from activities.http_client import ApiCaller
 from cxgear.db import create_engine
 from cxgear.settings import Settings
 from cxgear.temporal_client import connect_temporal
