@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from httpx import AsyncClient
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleOverlapPolicy
 
 from api.services.callbacks import sign
 from tests.builders import (
@@ -292,7 +292,7 @@ class TestSchedules:
         from workflows.scheduled_run_workflow import schedule_id
 
         handle = worker.get_schedule_handle(schedule_id(sched["id"]))
-        await handle.trigger()
+        await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
         jobs: list[dict[str, Any]] = []
         for _ in range(100):
             jobs = (
@@ -303,7 +303,7 @@ class TestSchedules:
             await asyncio.sleep(0.2)
         assert jobs[0]["trigger"] == "schedule"
         assert jobs[0]["counts"]["completed"] == 4
-        await handle.trigger()
+        await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
         for _ in range(100):
             jobs = (
                 await client.get(f"/api/v1/projects/{p['id']}/jobs", headers=admin.headers)
