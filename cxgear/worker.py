@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -62,7 +63,21 @@ async def run_worker(settings: Settings, queues: list[str]) -> None:
     deps = activity_deps(settings)
     workers = build_workers(client, settings, deps, queues)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runs = [asyncio.create_task(w.run()) for w in workers]
     try:
-        await asyncio.gather(*(w.run() for w in workers))
+        # Either a signal asks us to stop, or a worker ends on its own (fatal error).
+        await asyncio.wait(
+            [asyncio.create_task(stop.wait()), *runs], return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
+        log.info("worker stopping")
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*runs, return_exceptions=True)
         await deps.engine.dispose()
+    for task in runs:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
