@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -107,47 +108,30 @@ Status = Annotated[
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
+@dataclass
+class RecordFilters:
+    """The query parameters shared by every records listing."""
+
+    status: Status = None
+    disposition: str | None = None
+    q: Annotated[str | None, Query(max_length=200)] = None
+    after: int | None = None
+    limit: Limit = 100
+
+
+Filters = Annotated[RecordFilters, Depends()]
+
+
 @router.get("/jobs/{job_id}/records")
-async def job_records(
-    job: ReadableJob,
-    session: SessionDep,
-    status: Status = None,
-    disposition: str | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    after: int | None = None,
-    limit: Limit = 100,
-) -> RecordsPublic:
-    return await _page(
-        session,
-        where={"job_id": job.id},
-        status=status,
-        disposition=disposition,
-        q=q,
-        after=after,
-        limit=limit,
-    )
+async def job_records(job: ReadableJob, session: SessionDep, f: Filters) -> RecordsPublic:
+    return await _page(session, where={"job_id": job.id}, **asdict(f))
 
 
 @router.get("/projects/{project_id}/records")
 async def project_records(
-    project: ReadableProject,
-    principal: Read,
-    session: SessionDep,
-    status: Status = None,
-    disposition: str | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    after: int | None = None,
-    limit: Limit = 100,
+    project: ReadableProject, principal: Read, session: SessionDep, f: Filters
 ) -> RecordsPublic:
-    return await _page(
-        session,
-        where={"project_id": project.id},
-        status=status,
-        disposition=disposition,
-        q=q,
-        after=after,
-        limit=limit,
-    )
+    return await _page(session, where={"project_id": project.id}, **asdict(f))
 
 
 @router.get("/records/{record_id}")

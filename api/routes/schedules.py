@@ -19,8 +19,8 @@ from temporalio.service import RPCError
 
 from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep, UowDep
 from api.errors import AppError, not_found
-from api.routes.jobs import table_for
-from api.routes.spinners import spinner_for
+from api.routes.jobs import runnable_spinner, table_for
+from api.routes.spinners import ReadableSpinner
 from cxgear.settings import Settings
 from cxgear.worker import task_queues
 from models.schedule import ScheduleCreate, SchedulePublic, SchedulesPublic, SpinnerSchedule
@@ -29,16 +29,7 @@ from workflows.scheduled_run_workflow import ScheduledRunWorkflow, schedule_id
 from workflows.types import ScheduledRunInput
 
 router = APIRouter(tags=["schedules"])
-Read = Annotated[Principal, Allow("spinners.read")]
 RunP = Annotated[Principal, Allow("spinners.run")]
-
-
-async def runnable_spinner(spinner_id: uuid.UUID, principal: RunP, session: SessionDep) -> Spinner:
-    return await spinner_for(spinner_id, principal, session)
-
-
-async def readable_spinner(spinner_id: uuid.UUID, principal: Read, session: SessionDep) -> Spinner:
-    return await spinner_for(spinner_id, principal, session)
 
 
 async def schedule_for(
@@ -124,7 +115,7 @@ async def create_schedule(
 
 @router.get("/spinners/{spinner_id}/schedules")
 async def list_schedules(
-    spinner: Annotated[Spinner, Depends(readable_spinner)],
+    spinner: ReadableSpinner,
     session: SessionDep,
     temporal: TemporalDep,
 ) -> SchedulesPublic:
