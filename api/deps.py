@@ -17,6 +17,7 @@ from temporalio.client import Client as TemporalClient
 from api.errors import AppError, forbidden
 from cxgear.security import API_KEY_PREFIX, token_hash
 from cxgear.settings import Settings
+from cxgear.vault import SecretStore
 from models.api_key import ApiKey
 from models.organization import Organization
 from models.permissions import grants
@@ -79,6 +80,14 @@ async def get_temporal(request: Request) -> TemporalClient:
 
 
 TemporalDep = Annotated[TemporalClient, Depends(get_temporal)]
+
+
+def get_secret_store(request: Request) -> SecretStore:
+    store: SecretStore = request.app.state.secret_store
+    return store
+
+
+SecretStoreDep = Annotated[SecretStore, Depends(get_secret_store)]
 
 
 @dataclass
