@@ -226,7 +226,7 @@ def _handler(handle: Handle, ledger: Ledger) -> type[BaseHTTPRequestHandler]:
 def serve(handle: Handle, ledger: Ledger) -> Iterator[tuple[str, int]]:
     """Serve `handle` on 127.0.0.1:<free port> in a daemon thread; yields (host, port)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(handle, ledger))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield "127.0.0.1", server.server_address[1]
