@@ -15,9 +15,12 @@ from api.routes import (
     api_keys,
     auth,
     callbacks,
+    channels,
     data_tables,
+    do_not_contact,
     health,
     ingest,
+    integrations,
     jobs,
     projects,
     records,
@@ -25,11 +28,13 @@ from api.routes import (
     schedules,
     spinners,
     users,
+    vault,
 )
 from cxgear import __version__
 from cxgear.db import create_engine, session_factory
 from cxgear.settings import Settings, get_settings
 from cxgear.temporal_client import connect_temporal
+from cxgear.vault import SecretStore, VaultUnavailable
 
 UPLOAD_SUFFIXES = ("/import", "/append")
 
@@ -65,6 +70,10 @@ def api_router() -> APIRouter:
         records,
         callbacks,
         schedules,
+        vault,
+        integrations,
+        channels,
+        do_not_contact,
     ):
         router.include_router(module.router)
     return router
@@ -79,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = session_factory(engine)
         app.state.temporal = TemporalProvider(settings)
+        app.state.secret_store = SecretStore(settings)
         try:
             yield
         finally:
@@ -93,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_exception_handler(VaultUnavailable, vault.vault_unavailable)
     app.include_router(health.router)
     app.include_router(api_router())
 

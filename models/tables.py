@@ -3,7 +3,10 @@
 from models import (
     api_key,
     callback_event,
+    channel,
     data_table,
+    do_not_contact,
+    integration,
     job,
     journey,
     organization,
@@ -15,12 +18,16 @@ from models import (
     usage,
     user,
     user_session,
+    vault_audit,
 )
 
 __all__ = [
     "api_key",
     "callback_event",
+    "channel",
     "data_table",
+    "do_not_contact",
+    "integration",
     "job",
     "journey",
     "organization",
@@ -32,4 +39,5 @@ __all__ = [
     "usage",
     "user",
     "user_session",
+    "vault_audit",
 ]
