@@ -32,6 +32,7 @@ from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import free_port
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.temporal import EmbeddedTemporal
+from cxgear.temporal_client import connect_temporal
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.crm_api import running_crm
 from workflows.job_workflow import job_workflow_id
@@ -75,6 +76,9 @@ async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str,
         **os.environ,
         "CXGEAR_DATABASE_URL": settings.database_url,
         "CXGEAR_TEMPORAL_ADDRESS": settings.temporal_address,
+        # The worker loads the payload codec's keys from Vault, like the API in this process.
+        "CXGEAR_VAULT_ADDRESS": settings.vault_address,
+        "CXGEAR_VAULT_TOKEN": settings.vault_token.get_secret_value(),
         "CXGEAR_SECRET_KEY": settings.secret_key.get_secret_value(),
         "CXGEAR_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
         "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
@@ -136,7 +140,7 @@ async def ours(settings: Settings, temporal_pid: int, records: int) -> dict[str,
                     await asyncio.sleep(0.5)
                 elapsed = time.monotonic() - start
                 w1, t1 = wsample.cpu_ms(), tsample.cpu_ms()
-                client = await Client.connect(settings.temporal_address)
+                client = await connect_temporal(settings)
                 history = await max_history(client, job_workflow_id(job_id))
         return {
             "records": records,

@@ -20,6 +20,8 @@ app.add_typer(spinners_app, name="spinners")
 app.add_typer(tables_app, name="tables")
 app.command("run")(run_spinner)
 app.command("journey")(journey)
+codec_app = typer.Typer(help="The payload codec's keys (in Vault).", no_args_is_help=True)
+app.add_typer(codec_app, name="codec")
 console = Console()
 err = Console(stderr=True)
 
@@ -34,6 +36,14 @@ def _logging() -> None:
 def version() -> None:
     """Print the CXGear version."""
     console.print(f"cxgear {__version__}")
+
+
+@codec_app.command("rotate")
+def codec_rotate() -> None:
+    """Make a new key current for new payloads; older keys stay so old histories still decode."""
+    from cxgear.codec import rotate_codec_key
+
+    console.print(f"payload codec key is now {asyncio.run(rotate_codec_key(get_settings()))}")
 
 
 @app.command()

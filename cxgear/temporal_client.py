@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
-from temporalio.converter import DataConverter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
+from cxgear.codec import load_codec
 from cxgear.settings import Settings
 
 
-def data_converter() -> DataConverter:
-    return DataConverter.default
+def data_converter(codec: PayloadCodec) -> DataConverter:
+    # Encoded attributes move failure messages and stack traces into a payload, so the codec
+    # encrypts them too (the history then shows "Encoded failure").
+    return DataConverter(
+        payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes
+    )
 
 
 async def connect_temporal(settings: Settings, *, converter: DataConverter | None = None) -> Client:
+    """Connect with the payload codec whose keys are in Vault, unless `converter` says otherwise."""
+    if converter is None:
+        converter = data_converter(await load_codec(settings))
     tls: TLSConfig | bool = False
     if settings.temporal_tls_cert and settings.temporal_tls_key:
         tls = TLSConfig(
@@ -25,5 +37,5 @@ async def connect_temporal(settings: Settings, *, converter: DataConverter | Non
         namespace=settings.temporal_namespace,
         tls=tls or bool(api_key),
         api_key=api_key,
-        data_converter=converter or data_converter(),
+        data_converter=converter,
     )

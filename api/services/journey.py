@@ -9,8 +9,10 @@ from typing import Any
 
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
+from temporalio.exceptions import FailureError
 
 from models.journey import JourneyPublic, JourneyStep
 
@@ -24,6 +26,17 @@ async def _decode(client: Client, payloads: Payloads | Sequence[Payload]) -> lis
         return []
     # Runs the payload codec (when configured) and the payload converter.
     return list(await client.data_converter.decode(items))
+
+
+async def _failure_message(client: Client, failure: Failure, *, prefer_cause: bool = True) -> str:
+    """The failure's real message (or its cause's): the codec encrypts messages in history."""
+    copy = Failure()
+    copy.CopyFrom(failure)  # decode_failure decodes in place; history events stay as fetched
+    error = await client.data_converter.decode_failure(copy)
+    cause = error.__cause__
+    if prefer_cause and isinstance(cause, FailureError) and cause.message:
+        return cause.message
+    return error.message if isinstance(error, FailureError) else str(error)
 
 
 def _ts(event: HistoryEvent) -> datetime:
@@ -82,7 +95,7 @@ async def derive_journey(
                         outcome="failed",
                         label=f"{kind} · failed",
                         status="failed",
-                        error=attrs.failure.message,
+                        error=await _failure_message(client, attrs.failure, prefer_cause=False),
                         attempts=int(meta.get("attempt", 1)),
                         ended_at=_ts(event),
                     )
@@ -128,11 +141,7 @@ async def derive_journey(
                     if et == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
                     else event.activity_task_timed_out_event_attributes.failure
                 )
-                message = (
-                    failure.cause.message
-                    if failure.HasField("cause") and failure.cause.message
-                    else failure.message
-                )
+                message = await _failure_message(client, failure)
                 kind = step.get("type", "activity")
                 steps.append(
                     JourneyStep(

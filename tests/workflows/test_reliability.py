@@ -77,11 +77,15 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    assert settings.vault_token is not None
     env = {
         **os.environ,
         "CXGEAR_ENVIRONMENT": "test",
         "CXGEAR_DATABASE_URL": settings.database_url,
         "CXGEAR_TEMPORAL_ADDRESS": settings.temporal_address,
+        # The worker loads the payload codec's keys from the same Vault as the test's client.
+        "CXGEAR_VAULT_ADDRESS": settings.vault_address,
+        "CXGEAR_VAULT_TOKEN": settings.vault_token.get_secret_value(),
         "CXGEAR_SECRET_KEY": settings.secret_key.get_secret_value(),
         "CXGEAR_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
         "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
