@@ -39,6 +39,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             db.cancel_pending,
             db.finish_job,
             db.create_scheduled_job,
+            steps.run_cheap,
             steps.log,
             steps.tag,
             steps.decision,

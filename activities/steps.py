@@ -11,9 +11,10 @@ from temporalio.exceptions import ApplicationError
 from models.expressions import ExpressionError, compile_expression
 from models.spinner_definition import parse_duration
 from models.templating import TemplateError, render_template
-from workflows.types import StepResult, StepRun
+from workflows.types import CheapResults, CheapRun, StepResult, StepRun
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CHEAP_STEP_TYPES = frozenset({"log", "tag", "decision"})
 
 
 def render(run: StepRun, source: str) -> str:
@@ -46,6 +47,48 @@ def next_window_start(now: datetime, start: str, end: str, days: list[str], tz: 
 
 
 class StepActivities:
+    @activity.defn
+    async def run_cheap(self, batch: CheapRun) -> CheapResults:
+        """Runs cheap steps back to back until the next step is not cheap.
+
+        One local activity (one history marker) for a whole run of pure steps instead of one each:
+        on a 4-step spinner this halves the worker's work per record.
+        """
+        run = batch.run
+        outputs = dict(run.outputs)
+        results: list[StepResult] = []
+        step_id: str | None = run.step["id"]
+        while step_id is not None and batch.steps[step_id]["type"] in CHEAP_STEP_TYPES:
+            step = batch.steps[step_id]
+            single = StepRun(
+                run.workflow_id,
+                run.job_id,
+                run.record_id,
+                step,
+                run.metadata,
+                outputs,
+                run.context,
+                run.now_iso,
+            )
+            try:
+                result = await CHEAP_HANDLERS[step["type"]](self, single)
+            except ApplicationError as exc:
+                if not exc.non_retryable:
+                    raise
+                # A bad template or expression fails the record at this step, keeping the steps
+                # that already ran in the journey.
+                return CheapResults(
+                    results,
+                    step_id,
+                    error=exc.message,
+                    failed_step=step_id,
+                    failed_type=step["type"],
+                )
+            results.append(result)
+            outputs.update(result.outputs)
+            step_id = result.next
+        return CheapResults(results, step_id)
+
     @activity.defn
     async def log(self, run: StepRun) -> StepResult:
         message = render(run, run.step["message"])
@@ -149,3 +192,10 @@ class StepActivities:
             delay_s=delay,
             outputs={},
         )
+
+
+CHEAP_HANDLERS = {
+    "log": StepActivities.log,
+    "tag": StepActivities.tag,
+    "decision": StepActivities.decision,
+}

@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_RECORD_FINISHED,
         SIGNAL_RECORD_PHASE,
         CallbackSignal,
+        CheapResults,
+        CheapRun,
         CompleteRecordInput,
         LoadRecordInput,
         RecordFinished,
@@ -48,6 +50,8 @@ EXTERNAL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
 )
+# Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
+BATCHED_CHEAP_STEPS = "batched-cheap-steps"
 CHEAP_STEPS = {
     "log": StepActivities.log,
     "tag": StepActivities.tag,
@@ -95,7 +99,7 @@ def _failure_text(err: BaseException) -> str:
     return str(cause)
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class RecordWorkflow:
     def __init__(self) -> None:
         self._callbacks: list[CallbackSignal] = []
@@ -140,6 +144,20 @@ class RecordWorkflow:
                     plan.context,
                     workflow.now().isoformat(),
                 )
+                if step["type"] in CHEAP_STEPS and workflow.patched(BATCHED_CHEAP_STEPS):
+                    batch: CheapResults = await workflow.execute_local_activity_method(
+                        StepActivities.run_cheap,
+                        CheapRun(run, plan.steps),
+                        start_to_close_timeout=LOCAL,
+                        retry_policy=LOCAL_RETRY,
+                    )
+                    for done in batch.results:
+                        outputs.update(done.outputs)
+                    if batch.error is not None:
+                        status, error, failed_step = "failed", batch.error, batch.failed_step
+                        break
+                    step_id = batch.next
+                    continue
                 result = await self._run_step(inp, run)
                 outputs.update(result.outputs)
                 step_id = result.next

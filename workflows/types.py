@@ -46,6 +46,23 @@ class StepResult:
 
 
 @dataclass
+class CheapRun:
+    """A run of consecutive cheap steps (log, tag, decision) executed in one local activity."""
+
+    run: StepRun
+    steps: dict[str, dict[str, Any]]
+
+
+@dataclass
+class CheapResults:
+    results: list[StepResult]
+    next: str | None
+    error: str | None = None
+    failed_step: str | None = None
+    failed_type: str | None = None
+
+
+@dataclass
 class RecordPlan:
     start: str
     steps: dict[str, dict[str, Any]]

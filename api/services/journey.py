@@ -17,7 +17,15 @@ from temporalio.exceptions import FailureError
 from models.journey import JourneyPublic, JourneyStep
 
 INTERNAL_ACTIVITIES = {"load_record", "complete_record", "set_record_phase"}
-STEP_ACTIVITIES = {"log", "tag", "decision", "wait_plan", "run_function", "api_call"}
+STEP_ACTIVITIES = {
+    "run_cheap",
+    "log",
+    "tag",
+    "decision",
+    "wait_plan",
+    "run_function",
+    "api_call",
+}
 
 
 async def _decode(client: Client, payloads: Payloads | Sequence[Payload]) -> list[Any]:
@@ -66,6 +74,28 @@ def _step_from_result(result: dict[str, Any], **extra: Any) -> JourneyStep:
     )
 
 
+def _cheap_steps(batch: dict[str, Any], attempts: int, ended: datetime) -> list[JourneyStep]:
+    """One batched local activity ran several cheap steps; each becomes its own journey step."""
+    found = [
+        _step_from_result(r, attempts=attempts, ended_at=ended) for r in batch.get("results") or []
+    ]
+    if batch.get("error"):
+        kind = batch.get("failed_type") or "step"
+        found.append(
+            JourneyStep(
+                step_id=batch.get("failed_step"),
+                type=kind,
+                outcome="failed",
+                label=f"{kind} · failed",
+                status="failed",
+                error=batch["error"],
+                attempts=attempts,
+                ended_at=ended,
+            )
+        )
+    return found
+
+
 async def derive_journey(
     client: Client, workflow_id: str, record_id: int, attempts: dict[str, int] | None = None
 ) -> JourneyPublic:
@@ -102,9 +132,11 @@ async def derive_journey(
                 )
                 continue
             result = (await _decode(client, attrs.details["result"]))[0]
-            steps.append(
-                _step_from_result(result, attempts=int(meta.get("attempt", 1)), ended_at=_ts(event))
-            )
+            tries = int(meta.get("attempt", 1))
+            if kind == "run_cheap":
+                steps.extend(_cheap_steps(result, tries, _ts(event)))
+            else:
+                steps.append(_step_from_result(result, attempts=tries, ended_at=_ts(event)))
         elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs_s = event.activity_task_scheduled_event_attributes
             run = (await _decode(client, attrs_s.input))[0] if attrs_s.input.payloads else {}

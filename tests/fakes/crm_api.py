@@ -52,6 +52,7 @@ def _handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
                     "headers": dict(self.headers),
                 }
             )
+            payload: dict[str, Any]
             if self.path.startswith("/fail"):
                 status, payload = 404, {"error": "no such contact"}
             else:
