@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
 from pydantic import Field as PydField
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
@@ -16,20 +13,7 @@ from sqlmodel import Field, SQLModel
 from models.base import PublicModel, RequestBody, created_field, id_field
 
 SECRET_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
-MAX_SECRET_BYTES = 64 * 1024
-
-
-def _not_dots(name: str) -> str:
-    # "." and ".." match the pattern but are path segments to Vault, not names.
-    if set(name) == {"."}:
-        raise ValueError("a secret name cannot be only dots")
-    return name
-
-
-SecretName = Annotated[
-    str, StringConstraints(pattern=SECRET_NAME_PATTERN), AfterValidator(_not_dots)
-]
-SECRET_NAME_RE = re.compile(SECRET_NAME_PATTERN)
+MAX_SECRET_CHARS = 64 * 1024
 
 
 class VaultAction(StrEnum):
@@ -56,7 +40,7 @@ class VaultAuditEntry(SQLModel, table=True):
 
 
 class SecretWrite(RequestBody):
-    value: str = PydField(min_length=1, max_length=MAX_SECRET_BYTES)
+    value: str = PydField(min_length=1, max_length=MAX_SECRET_CHARS)
     # None writes unconditionally; 0 means "only if it does not exist yet"; n means "only if the
     # current version is n" (Vault KV v2 check-and-set).
     cas: int | None = PydField(default=None, ge=0)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -203,3 +204,21 @@ class TestVaultDown:
         # Nothing half-written: the failed write left no audit row.
         audit = await client.get("/api/v1/vault/audit", headers=admin.headers)
         assert audit.json()["count"] == 0
+
+
+class TestTokenRenewal:
+    async def test_periodic_token_is_renewed_before_it_expires(
+        self, settings: Settings, openbao_server: Any
+    ) -> None:
+        period = 3
+        created = openbao_server.client().auth.token.create(period=f"{period}s", renewable=True)
+        token = created["auth"]["client_token"]
+        store = SecretStore(make_settings(vault_address=settings.vault_address, vault_token=token))
+        org = uuid.uuid4()
+        await store.write_secret(org, "token", "v1")
+        # Past two thirds of the period twice: without renewal the token would have expired.
+        for _ in range(2):
+            await asyncio.sleep(period * 0.75)
+            assert await store.read_secret(org, "token") == "v1"
+        await asyncio.sleep(period * 0.75)
+        assert await store.read_secret(org, "token") == "v1"
