@@ -44,6 +44,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             steps.tag,
             steps.decision,
             steps.wait_plan,
+            steps.settle_send,
             function.run_function,
         ],
         "http": [http.api_call],

@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from models.spinner_definition import SpinnerDefinition, parse_duration
 from workflows.types import (
+    SEND_STEP_TYPES,
     CompleteRecordInput,
     JobIdInput,
     JobStatusInput,
@@ -32,7 +33,9 @@ def compile_plan(definition: dict[str, Any]) -> tuple[str, dict[str, dict[str, A
     steps: dict[str, dict[str, Any]] = {}
     for step in parsed.steps:
         data = step.model_dump(mode="json")
-        if data["type"] == "wait_for_callback":
+        if data["type"] == "wait_for_callback" or (
+            data["type"] in SEND_STEP_TYPES and data.get("timeout")
+        ):
             data["timeout_s"] = parse_duration(data["timeout"]).total_seconds()
         steps[data["id"]] = data
     start = parsed.start or parsed.steps[0].id

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from models.expressions import ExpressionError, compile_expression
 from models.spinner_definition import parse_duration
 from models.templating import TemplateError, render_template
-from workflows.types import CheapResults, CheapRun, StepResult, StepRun
+from workflows.types import CheapResults, CheapRun, SendOutcome, StepResult, StepRun
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHEAP_STEP_TYPES = frozenset({"log", "tag", "decision"})
@@ -147,6 +147,20 @@ class StepActivities:
             outcome="branched",
             next=run.step["default"],
             label="default",
+        )
+
+    @activity.defn
+    async def settle_send(self, done: SendOutcome) -> StepResult:
+        outputs: dict[str, object] = {"message_status": done.status}
+        if done.reply is not None:
+            outputs["reply"] = done.reply
+        return StepResult(
+            done.step_id,
+            done.step_type,
+            outcome=done.outcome,
+            outputs=outputs,
+            next=done.next,
+            label=done.outcome,
         )
 
     @activity.defn

@@ -36,8 +36,11 @@ from pydantic_core import ErrorDetails
 from models.templating import NAMESPACES
 
 __all__ = [
+    "AiAgentStep",
     "ApiCallStep",
     "Branch",
+    "EmailStep",
+    "MessageStep",
     "DAYS",
     "DecisionStep",
     "DefinitionError",
@@ -335,6 +338,8 @@ class ApiCallStep(LinearStep):
     outputs: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=10, gt=0, le=120)
     bearer_secret: str | None = None
+    # Header name → Vault secret name; the value is read inside the activity, never templated.
+    secret_headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("headers")
     @classmethod
@@ -375,9 +380,146 @@ class ApiCallStep(LinearStep):
             fields.append(("body", self.body))
         return fields
 
+    @field_validator("secret_headers")
+    @classmethod
+    def _secret_header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for header, secret in headers.items():
+            if not _HEADER_NAME.match(header):
+                raise ValueError(f"{header!r} is not a valid HTTP header name")
+            if not _SECRET_NAME.match(secret):
+                raise ValueError(f"{secret!r} is not a secret name like crm_token or crm/token")
+        return headers
+
+
+OutputName = Annotated[str, AfterValidator(lambda v: _check_output_name(v))]
+
+
+def _check_output_name(value: str) -> str:
+    if not _FIELD_NAME.match(value) or value in NAMESPACES:
+        raise ValueError(
+            f"output name {value!r} must be letters, digits and underscores, "
+            f"and not one of {', '.join(NAMESPACES)}, so templates can use it"
+        )
+    return value
+
+
+class AiAgentStep(LinearStep):
+    """An LLM call: `role` (agent role and rules) as the system prompt, `task` per record."""
+
+    type: Literal["ai_agent"]
+    integration_id: Text
+    role: Text
+    task: Text
+    model: str | None = None
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    mode: Literal["text", "key_value", "classification", "list"] = "text"
+    output: OutputName = "ai_response"
+    keys: list[OutputName] = Field(default_factory=list)
+    labels: list[Label] = Field(default_factory=list)
+    timeout_s: float = Field(default=120, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _mode_settings(self) -> AiAgentStep:
+        if self.mode == "key_value" and not self.keys:
+            raise ValueError("key_value mode needs the list of keys to extract")
+        if self.mode == "classification" and len(self.labels) < 2:
+            raise ValueError("classification mode needs at least two labels")
+        return self
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        return [("role", self.role), ("task", self.task)]
+
+
+class _SendStep(StepBase):
+    """A message on a channel, optionally waiting for its result with a branch per outcome."""
+
+    channel_id: Text
+    wait_for: Literal["none", "delivery", "reply"] = "none"
+    timeout: Duration | None = None
+    next: str | None = None
+    on_replied: str | None = None
+    on_delivered: str | None = None
+    on_failed: str | None = None
+    on_no_reply: str | None = None
+
+    routing: ClassVar[tuple[str, ...]] = (
+        "next",
+        "on_replied",
+        "on_delivered",
+        "on_failed",
+        "on_no_reply",
+    )
+
+    @model_validator(mode="after")
+    def _wait_settings(self) -> _SendStep:
+        if self.wait_for != "none" and self.timeout is None:
+            raise ValueError(f"waiting for {self.wait_for} needs a timeout like 24h")
+        return self
+
+    def target_fields(self) -> list[tuple[str, str]]:
+        return [(name, getattr(self, name)) for name in self.routing if getattr(self, name)]
+
+
+class MessageStep(_SendStep):
+    """WhatsApp or SMS through Twilio: free text, or (WhatsApp) an approved template."""
+
+    type: Literal["whatsapp", "sms"]
+    to: Text = "{{phone}}"
+    body: str | None = None
+    template_sid: str | None = None
+    template_variables: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _content(self) -> MessageStep:
+        if self.template_sid is not None and self.type != "whatsapp":
+            raise ValueError("templates (template_sid) are for WhatsApp only")
+        if (self.body is None) == (self.template_sid is None):
+            raise ValueError("a message needs exactly one of body or template_sid")
+        return self
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        fields = [("to", self.to)]
+        if self.body is not None:
+            fields.append(("body", self.body))
+        return fields + [(f"template_variables.{k}", v) for k, v in self.template_variables.items()]
+
+
+class EmailStep(_SendStep):
+    """An email through SendGrid; replies are not tracked, delivery is."""
+
+    type: Literal["email"]
+    to: Text = "{{email}}"
+    subject: Text
+    body: Text
+    html: bool = False
+
+    @model_validator(mode="after")
+    def _no_reply_wait(self) -> EmailStep:
+        if self.wait_for == "reply":
+            raise ValueError("email can wait for delivery, not for a reply")
+        return self
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        return [("to", self.to), ("subject", self.subject), ("body", self.body)]
+
+
+def _ai_outputs(step: AiAgentStep) -> frozenset[str]:
+    return frozenset(step.keys) if step.mode == "key_value" else frozenset({step.output})
+
+
+SEND_OUTPUTS: Final = frozenset({"message_id", "message_status", "reply", "disposition"})
 
 Step = Annotated[
-    LogStep | TagStep | DecisionStep | WaitStep | WaitForCallbackStep | FunctionStep | ApiCallStep,
+    LogStep
+    | TagStep
+    | DecisionStep
+    | WaitStep
+    | WaitForCallbackStep
+    | FunctionStep
+    | ApiCallStep
+    | AiAgentStep
+    | MessageStep
+    | EmailStep,
     Field(discriminator="type"),
 ]
 
@@ -391,13 +533,16 @@ _OUTPUTS: Final[dict[type[StepBase], Callable[[Any], frozenset[str] | None]]] = 
     WaitForCallbackStep: lambda step: frozenset({"callback"}),
     FunctionStep: lambda step: None,
     ApiCallStep: lambda step: frozenset(step.outputs),
+    AiAgentStep: _ai_outputs,
+    MessageStep: lambda step: SEND_OUTPUTS,
+    EmailStep: lambda step: SEND_OUTPUTS,
 }
 
 if set(get_args(get_args(Step)[0])) != set(_OUTPUTS):
     raise TypeError("every step class in Step needs an entry in _OUTPUTS, and only those")
 
 _STEP_CLASSES: Final[dict[str, type[StepBase]]] = {
-    get_args(cls.model_fields["type"].annotation)[0]: cls for cls in _OUTPUTS
+    name: cls for cls in _OUTPUTS for name in get_args(cls.model_fields["type"].annotation)
 }
 STEP_TYPES: Final[tuple[str, ...]] = tuple(_STEP_CLASSES)
 

@@ -17,11 +17,16 @@ from temporalio.common import (
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
     from activities.engine_db import EngineDbActivities
     from activities.function import FunctionActivities
     from activities.http import HttpActivities
+    from activities.llm import LlmActivities
+    from activities.messaging import MessagingActivities
     from activities.steps import StepActivities
     from workflows.types import (
+        DELIVERED_STATUSES,
+        FAILED_STATUSES,
         SIGNAL_RECORD_FINISHED,
         SIGNAL_RECORD_PHASE,
         CallbackSignal,
@@ -29,9 +34,11 @@ with workflow.unsafe.imports_passed_through():
         CheapRun,
         CompleteRecordInput,
         LoadRecordInput,
+        ProviderEvent,
         RecordFinished,
         RecordPhase,
         RecordPlan,
+        SendOutcome,
         StepResult,
         StepRun,
         TaskQueues,
@@ -52,6 +59,21 @@ EXTERNAL_RETRY = RetryPolicy(
 )
 # Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
 BATCHED_CHEAP_STEPS = "batched-cheap-steps"
+# A provider call is quick; a hung connection must not hold a send for long (the ledger makes the
+# retry safe).
+SEND_TIMEOUT = timedelta(seconds=20)
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=4,
+)
+OUTCOME_TARGETS = {
+    "replied": "on_replied",
+    "delivered": "on_delivered",
+    "failed": "on_failed",
+    "no_reply": "on_no_reply",
+}
 CHEAP_STEPS = {
     "log": StepActivities.log,
     "tag": StepActivities.tag,
@@ -103,8 +125,10 @@ def _failure_text(err: BaseException) -> str:
 class RecordWorkflow:
     def __init__(self) -> None:
         self._callbacks: list[CallbackSignal] = []
+        self._provider_events: list[ProviderEvent] = []
         self._seen_events: set[str] = set()
         self._step: str | None = None
+        self._waiting_send: str | None = None
 
     @workflow.signal
     def callback(self, event: CallbackSignal) -> None:
@@ -112,7 +136,27 @@ class RecordWorkflow:
         if event.event_id in self._seen_events:
             return
         self._seen_events.add(event.event_id)
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        if self._waiting_send is not None and ("reply" in payload or "status" in payload):
+            # Sandbox channels call no provider: a signed callback simulates the reply or status.
+            self._provider_events.append(
+                ProviderEvent(
+                    event.event_id,
+                    self._waiting_send,
+                    "reply" if "reply" in payload else "status",
+                    status=str(payload.get("status") or ""),
+                    body=str(payload.get("reply") or ""),
+                )
+            )
+            return
         self._callbacks.append(event)
+
+    @workflow.signal
+    def provider_event(self, event: ProviderEvent) -> None:
+        if event.event_id in self._seen_events:
+            return
+        self._seen_events.add(event.event_id)
+        self._provider_events.append(event)
 
     @workflow.query
     def current_step(self) -> str | None:
@@ -201,6 +245,35 @@ class RecordWorkflow:
             return plan
         if kind == "wait_for_callback":
             return await self._wait_for_callback(inp, run)
+        if kind == "ai_agent":
+            llm_result: StepResult = await workflow.execute_activity_method(
+                LlmActivities.ai_agent,
+                run,
+                task_queue=inp.queues.llm,
+                start_to_close_timeout=timedelta(
+                    seconds=float(run.step.get("timeout_s", 120)) + 10
+                ),
+                retry_policy=LLM_RETRY,
+            )
+            return llm_result
+        if kind in ("whatsapp", "sms"):
+            sent: StepResult = await workflow.execute_activity_method(
+                MessagingActivities.send_message,
+                run,
+                task_queue=inp.queues.messaging,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=EXTERNAL_RETRY,
+            )
+            return await self._settle_send(inp, run, sent)
+        if kind == "email":
+            mailed: StepResult = await workflow.execute_activity_method(
+                EmailActivities.send_email,
+                run,
+                task_queue=inp.queues.email,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=EXTERNAL_RETRY,
+            )
+            return await self._settle_send(inp, run, mailed)
         if kind == "function":
             fn_result: StepResult = await workflow.execute_activity_method(
                 FunctionActivities.run_function,
@@ -223,6 +296,61 @@ class RecordWorkflow:
         raise ApplicationError(
             f"step type '{kind}' is not supported by this worker", non_retryable=True
         )
+
+    async def _settle_send(self, inp: RecordInput, run: StepRun, sent: StepResult) -> StepResult:
+        """Waits (durably) for the send's reply or delivery when the step asks to, then branches."""
+        step = run.step
+        wait_for = step.get("wait_for") or "none"
+        if sent.outcome == "opted_out" or wait_for == "none":
+            return sent
+        self._waiting_send = step["id"]
+        await self._phase(inp, "waiting")
+        outcome, status, reply = await self._await_send_result(
+            step["id"], wait_for, float(step["timeout_s"])
+        )
+        self._waiting_send = None
+        await self._phase(inp, "active")
+        # Recorded as its own marker so the journey shows the result and the branch taken.
+        settled: StepResult = await workflow.execute_local_activity_method(
+            StepActivities.settle_send,
+            SendOutcome(
+                step["id"],
+                step["type"],
+                outcome,
+                status,
+                reply,
+                step.get(OUTCOME_TARGETS[outcome]) or step.get("next"),
+            ),
+            start_to_close_timeout=LOCAL,
+            retry_policy=LOCAL_RETRY,
+        )
+        return settled
+
+    async def _await_send_result(
+        self, step_id: str, wait_for: str, timeout_s: float
+    ) -> tuple[str, str, str | None]:
+        deadline = workflow.now() + timedelta(seconds=timeout_s)
+        status = "sent"
+        while True:
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return "no_reply", status, None
+            try:
+                await workflow.wait_condition(
+                    lambda: any(e.step_id == step_id for e in self._provider_events),
+                    timeout=timedelta(seconds=remaining),
+                )
+            except TimeoutError:
+                return "no_reply", status, None
+            event = next(e for e in self._provider_events if e.step_id == step_id)
+            self._provider_events.remove(event)
+            if event.kind == "reply":
+                return "replied", "replied", event.body
+            status = event.status or status
+            if status in FAILED_STATUSES:
+                return "failed", status, None
+            if status in DELIVERED_STATUSES and wait_for == "delivery":
+                return "delivered", status, None
 
     async def _phase(self, inp: RecordInput, phase: str) -> None:
         # Waiting records leave the job's active window so a long wait never stalls a campaign.

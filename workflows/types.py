@@ -108,6 +108,38 @@ class CallbackSignal:
 
 
 @dataclass
+class ProviderEvent:
+    """A provider's news about one of our sends, matched to the sending step through the ledger.
+
+    kind: "status" (status = queued/sent/delivered/read/failed/undelivered/bounce/dropped…)
+    or "reply" (body = the contact's reply text).
+    """
+
+    event_id: str
+    step_id: str
+    kind: str
+    status: str = ""
+    body: str = ""
+
+
+@dataclass
+class SendOutcome:
+    """How a waiting send ended: replied, delivered, failed or no_reply (timed out)."""
+
+    step_id: str
+    step_type: str
+    outcome: str
+    status: str
+    reply: str | None
+    next: str | None
+
+
+SEND_STEP_TYPES = frozenset({"whatsapp", "sms", "email"})
+FAILED_STATUSES = frozenset({"failed", "undelivered", "bounce", "dropped", "blocked"})
+DELIVERED_STATUSES = frozenset({"delivered", "read", "open", "click"})
+
+
+@dataclass
 class NextRecordsInput:
     job_id: str
     after: int

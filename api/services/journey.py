@@ -23,8 +23,12 @@ STEP_ACTIVITIES = {
     "tag",
     "decision",
     "wait_plan",
+    "settle_send",
     "run_function",
     "api_call",
+    "ai_agent",
+    "send_message",
+    "send_email",
 }
 
 
