@@ -8,11 +8,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.email import EmailActivities
 from activities.engine_db import EngineDbActivities
 from activities.function import FunctionActivities
 from activities.http import HttpActivities
 from activities.http_client import ApiCaller
+from activities.llm import LlmActivities
+from activities.messaging import MessagingActivities
 from activities.steps import StepActivities
+from cxgear.vault import SecretStore
 
 
 @dataclass
@@ -20,6 +24,8 @@ class ActivityDeps:
     engine: AsyncEngine
     public_api_url: str
     api_caller: ApiCaller
+    # Secrets are read inside activities, never passed through Temporal.
+    secrets: SecretStore
 
 
 def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
@@ -28,6 +34,9 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     steps = StepActivities()
     function = FunctionActivities()
     http = HttpActivities(deps.api_caller)
+    llm = LlmActivities(deps.engine, deps.secrets)
+    messaging = MessagingActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
+    email = EmailActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
     return {
         "main": [
             db.load_record,
@@ -48,4 +57,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             function.run_function,
         ],
         "http": [http.api_call],
+        "llm": [llm.ai_agent],
+        "messaging": [messaging.send_message],
+        "email": [email.send_email],
     }

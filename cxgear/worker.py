@@ -15,6 +15,7 @@ from activities.http_client import ApiCaller
 from cxgear.db import create_engine
 from cxgear.settings import TASK_QUEUES, Settings
 from cxgear.temporal_client import connect_temporal
+from cxgear.vault import SecretStore
 from workflows.registry import ALL_WORKFLOWS
 from workflows.types import TaskQueues
 
@@ -55,6 +56,7 @@ def activity_deps(settings: Settings) -> ActivityDeps:
         engine=create_engine(settings.database_url, pool_size=20),
         public_api_url=settings.public_api_url,
         api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
+        secrets=SecretStore(settings),
     )
 
 

@@ -14,6 +14,7 @@ from activities.http_client import ApiCaller
 from cxgear.db import create_engine
 from cxgear.settings import Settings
 from cxgear.temporal_client import connect_temporal
+from cxgear.vault import SecretStore
 from cxgear.worker import build_workers
 from tests.conftest import make_settings
 from tests.fakes.crm_api import FakeCrm, running_crm
@@ -48,6 +49,7 @@ async def worker(settings: Settings) -> AsyncIterator[Client]:
         engine=engine,
         public_api_url=settings.public_api_url,
         api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
+        secrets=SecretStore(settings),
     )
     workers = build_workers(client, settings, deps)
     tasks = [asyncio.create_task(w.run()) for w in workers]
