@@ -1,13 +1,54 @@
-"""Placeholder for the `send_email` activity; being written now (see RecordWorkflow)."""
+"""The `email` step: one SendGrid message per record and step, never two.
+
+Same ledger protocol as activities/messaging.py. The ledger key travels in the mail's
+`custom_args` (`cx_key`), which SendGrid's Email Activity search can find, so a `pending` row
+left by a dead attempt is reconciled by asking SendGrid before sending again. The key also comes
+back on every Event Webhook event, which is how the webhook finds the record.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from python_http_client.exceptions import HTTPError  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.messaging import (
+    LABELS,
+    fail,
+    load_target,
+    opted_out,
+    prior_result,
+    read_credentials,
+    sent_result,
+)
+from activities.steps import render
+from cxgear.providers import sendgrid_client
 from cxgear.vault import SecretStore
+from models.channel import normalize_email
+from models.do_not_contact import is_do_not_contact
+from models.send_ledger import (
+    LedgerRow,
+    SendProvider,
+    SendStatus,
+    claim_send,
+    claimed_message_ids,
+    ledger_key,
+    mark_send,
+    mask_address,
+)
 from workflows.types import StepResult, StepRun
+
+SENDGRID_TIMEOUT_S = 15.0
+
+
+def _status_of(exc: HTTPError) -> int:
+    return int(getattr(exc, "status_code", 0) or 0)
 
 
 class EmailActivities:
@@ -18,4 +59,123 @@ class EmailActivities:
 
     @activity.defn
     async def send_email(self, run: StepRun) -> StepResult:
-        raise ApplicationError("not available yet", non_retryable=True)
+        step = run.step
+        label = LABELS["email"]
+        target = await load_target(self.engine, run, "email")
+        channel = target.channel
+        raw_to = render(run, step.get("to") or "{{email}}")
+        try:
+            to = normalize_email(raw_to)
+        except ValueError:
+            shown = mask_address(raw_to) if raw_to.strip() else "(empty)"
+            raise fail(
+                f"step {step['id']}: {shown} is not a valid email address", "InvalidAddress"
+            ) from None
+        subject = render(run, step["subject"])
+        body = render(run, step["body"])
+        key = ledger_key(run.workflow_id, step["id"])
+
+        done, row = await prior_result(self.engine, run, key, channel.name, label, "accepted")
+        if done is not None:
+            return done
+        if row is None:
+            async with self.engine.connect() as conn:
+                blocked = await is_do_not_contact(conn, target.org_id, to)
+            row, created = await claim_send(
+                self.engine,
+                org_id=target.org_id,
+                key=key,
+                record_id=run.record_id,
+                step_id=step["id"],
+                channel_id=channel.id,
+                provider=(SendProvider.sandbox if channel.sandbox else SendProvider.sendgrid).value,
+                to_address=to,
+                status=(
+                    SendStatus.skipped
+                    if blocked
+                    else SendStatus.accepted
+                    if channel.sandbox
+                    else SendStatus.pending
+                ),
+                provider_message_id=(
+                    f"sandbox-{uuid.uuid4()}" if channel.sandbox and not blocked else None
+                ),
+            )
+            if row.status == SendStatus.skipped:
+                return opted_out(run, label, row.to_address)
+            if row.status == SendStatus.accepted:
+                return sent_result(run, row, channel.name, status="accepted")
+            reconcile = not created
+        else:
+            reconcile = True
+
+        creds = await read_credentials(self.secrets, target)
+        client = sendgrid_client(target.integration.config, creds)
+        # The SDK has no timeout by default; a hung connection must end before the activity's.
+        client.client.timeout = SENDGRID_TIMEOUT_S
+        sender: dict[str, str] = {"email": channel.sender}
+        if channel.sender_name:
+            sender["name"] = channel.sender_name
+        mail: dict[str, Any] = {
+            "personalizations": [{"to": [{"email": to}], "subject": subject}],
+            "from": sender,
+            "content": [{"type": "text/html" if step.get("html") else "text/plain", "value": body}],
+            "custom_args": {"cx_key": key, "record_id": str(run.record_id)},
+        }
+
+        if reconcile:
+            found = await self._already_sent(client, row)
+            if found is not None:
+                await mark_send(self.engine, key, SendStatus.accepted, found)
+                activity.logger.info(
+                    "record %s step %s: found the earlier email %s, not sending again",
+                    run.record_id,
+                    step["id"],
+                    found,
+                )
+                row.provider_message_id, row.status = found, SendStatus.accepted.value
+                return sent_result(run, row, channel.name, status="accepted")
+
+        try:
+            response = await asyncio.to_thread(
+                lambda: client.client.mail.send.post(request_body=mail)
+            )
+        except HTTPError as exc:
+            status = _status_of(exc)
+            retryable = status == 429 or status >= 500
+            if not retryable:
+                await mark_send(self.engine, key, SendStatus.failed)
+            raise ApplicationError(
+                f"SendGrid refused the email to {mask_address(to)}: HTTP {status}",
+                type=f"SendGrid{status}",
+                non_retryable=not retryable,
+            ) from exc
+        except Exception as exc:  # connection reset, timeout: the ledger makes the retry safe
+            raise ApplicationError(
+                f"SendGrid unreachable sending to {mask_address(to)}: {type(exc).__name__}",
+                type="SendGridUnavailable",
+            ) from exc
+        message_id = str(response.headers.get("X-Message-Id") or f"cx-{uuid.uuid4()}")
+        await mark_send(self.engine, key, SendStatus.accepted, message_id)
+        row.provider_message_id, row.status = message_id, SendStatus.accepted.value
+        return sent_result(run, row, channel.name, status="accepted")
+
+    async def _already_sent(self, client: Any, row: LedgerRow) -> str | None:
+        """The X-Message-Id of an email an earlier attempt got accepted (Email Activity search)."""
+        query = f"unique_args['cx_key']={json.dumps(row.key)}"
+
+        def search() -> Any:
+            return client.client.messages.get(query_params={"query": query, "limit": 10})
+
+        try:
+            response = await asyncio.to_thread(search)
+            found = json.loads(response.body or b"{}").get("messages") or []
+        except Exception as exc:
+            raise ApplicationError(
+                f"could not check SendGrid for an earlier send: {type(exc).__name__}",
+                type="SendGridUnavailable",
+            ) from exc
+        # msg_id is the X-Message-Id plus a ".filterdrecv…" suffix.
+        ids = [str(m.get("msg_id") or "").split(".", 1)[0] for m in found if m.get("msg_id")]
+        taken = await claimed_message_ids(self.engine, ids)
+        return next((i for i in ids if i not in taken), None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import time
@@ -194,7 +195,36 @@ class FakeSendGrid:
             return json_response(200, {"scopes": SCOPES})
         if request.method == "POST" and request.path == "/v3/mail/send":
             return self._send(request)
+        if request.method == "GET" and request.path == "/v3/messages":
+            return self._activity(request)
         return _errors(404, "resource not found")
+
+    def _activity(self, request: FakeRequest) -> FakeResponse:
+        """Email Activity search; only the `unique_args['name']="value"` query is understood."""
+        query = request.query_one().get("query", "")
+        match = re.fullmatch(r"unique_args\['(?P<name>[^']+)'\]=\"(?P<value>[^\"]*)\"", query)
+        if match is None:
+            return _errors(400, "invalid query")
+        with self.lock:
+            found = [
+                m
+                for m in self.messages.values()
+                if str(m["custom_args"].get(match["name"])) == match["value"]
+            ]
+            messages = [
+                {
+                    "from_email": m["from"],
+                    "msg_id": f"{m['message_id']}.filterdrecv-1-1.0",
+                    "subject": m["subject"],
+                    "to_email": m["to"][0],
+                    "status": "processed",
+                    "opens_count": 0,
+                    "clicks_count": 0,
+                    "last_event_time": "2024-02-01T10:00:00Z",
+                }
+                for m in found
+            ]
+        return json_response(200, {"messages": messages})
 
     def _send(self, request: FakeRequest) -> FakeResponse:
         try:

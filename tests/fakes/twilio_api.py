@@ -14,10 +14,12 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlencode
@@ -79,10 +81,19 @@ class FakeTwilio:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: deque[int] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (seconds, remaining): sleep before answering a send that was already recorded.
+    hang: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    hangs_started: int = 0
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def hang_after_accept(self, seconds: float, *, times: int = 1) -> None:
+        """The next `times` sends are recorded, then answered only after `seconds` (a hung
+        connection after Twilio accepted the message: the caller cannot tell it was sent)."""
+        with self.lock:
+            self.hang[:] = [seconds, float(times)]
 
     @property
     def config(self) -> dict[str, str]:
@@ -196,6 +207,8 @@ class FakeTwilio:
                 return _error(404, 20404, f"The requested resource {request.path} was not found")
             if pattern is _MESSAGES and request.method == "POST":
                 return self._send(request)
+            if pattern is _MESSAGES and request.method == "GET":
+                return self._list(request)
             if pattern is _MESSAGE and request.method == "GET":
                 with self.lock:
                     found = self.messages.get(match["sid"])
@@ -260,11 +273,54 @@ class FakeTwilio:
                 "status": "queued",
                 "error_code": None,
                 "date_created": now,
+                "sent_at": time.time(),
             }
             self.messages[sid] = message
             self.ledger.add({**message, "form": form, "headers": request.headers})
             resource = dict(message)
+            hang = 0.0
+            if self.hang[1] > 0:
+                hang = self.hang[0]
+                self.hang[1] -= 1
+                self.hangs_started += 1
+        if hang:
+            time.sleep(hang)
         return json_response(201, self._resource(resource))
+
+    def _list(self, request: FakeRequest) -> FakeResponse:
+        """Messages list filtered like Twilio's: To, From, DateSent>= (newest first, one page)."""
+        query = request.query_one()
+        after = query.get("DateSent>")
+        since = (
+            datetime.strptime(after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+            if after
+            else 0.0
+        )
+        with self.lock:
+            found = [
+                dict(m)
+                for m in self.messages.values()
+                if (not query.get("To") or m["to"] == query["To"])
+                and (not query.get("From") or m["from"] == query["From"])
+                and m["sent_at"] >= since
+            ]
+        found.sort(key=lambda m: m["sent_at"], reverse=True)
+        size = int(query.get("PageSize") or 50)
+        uri = f"{API}/Accounts/{self.account_sid}/Messages.json"
+        return json_response(
+            200,
+            {
+                "messages": [self._resource(m) for m in found[:size]],
+                "end": max(0, min(size, len(found)) - 1),
+                "first_page_uri": f"{uri}?PageSize={size}&Page=0",
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": f"{uri}?PageSize={size}&Page=0",
+            },
+        )
 
     def _resource(self, message: dict[str, Any]) -> dict[str, Any]:
         uri = f"{API}/Accounts/{self.account_sid}/Messages/{message['sid']}"
@@ -274,7 +330,7 @@ class FakeTwilio:
             "api_version": "2010-04-01",
             "body": body,
             "date_created": message["date_created"],
-            "date_sent": None,
+            "date_sent": message["date_created"],
             "date_updated": message["date_created"],
             "direction": "outbound-api",
             "error_code": message["error_code"],
