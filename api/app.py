@@ -29,6 +29,7 @@ from api.routes import (
     spinners,
     users,
     vault,
+    webhooks,
 )
 from cxgear import __version__
 from cxgear.db import create_engine, session_factory
@@ -74,6 +75,7 @@ def api_router() -> APIRouter:
         integrations,
         channels,
         do_not_contact,
+        webhooks,
     ):
         router.include_router(module.router)
     return router
