@@ -177,5 +177,5 @@ class EmailActivities:
             ) from exc
         # msg_id is the X-Message-Id plus a ".filterdrecv…" suffix.
         ids = [str(m.get("msg_id") or "").split(".", 1)[0] for m in found if m.get("msg_id")]
-        taken = await claimed_message_ids(self.engine, ids)
+        taken = await claimed_message_ids(self.engine, ids, row.key)
         return next((i for i in ids if i not in taken), None)

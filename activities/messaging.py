@@ -316,5 +316,5 @@ class MessagingActivities:
         candidates = [
             str(m.sid) for m in messages if "body" not in params or (m.body or "") == params["body"]
         ]
-        taken = await claimed_message_ids(self.engine, candidates)
+        taken = await claimed_message_ids(self.engine, candidates, row.key)
         return next((sid for sid in candidates if sid not in taken), None)

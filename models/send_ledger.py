@@ -167,12 +167,15 @@ async def mark_send(
         await conn.execute(update(_table()).where(_table().c.key == key).values(**values))
 
 
-async def claimed_message_ids(engine: AsyncEngine, ids: list[str]) -> set[str]:
-    """Which of these provider message ids another ledger row already owns."""
+async def claimed_message_ids(engine: AsyncEngine, ids: list[str], key: str) -> set[str]:
+    """Which of these provider message ids a ledger row other than `key` already owns."""
     if not ids:
         return set()
+    table = _table()
     async with engine.connect() as conn:
         result = await conn.execute(
-            select(_table().c.provider_message_id).where(_table().c.provider_message_id.in_(ids))
+            select(table.c.provider_message_id).where(
+                table.c.provider_message_id.in_(ids), table.c.key != key
+            )
         )
         return {str(r[0]) for r in result}
