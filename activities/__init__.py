@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 
 from activities.email import EmailActivities
 from activities.engine_db import EngineDbActivities
@@ -16,6 +17,7 @@ from activities.http_client import ApiCaller
 from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
 from activities.steps import StepActivities
+from activities.supporting import SupportingActivities
 from cxgear.vault import SecretStore
 
 
@@ -26,12 +28,15 @@ class ActivityDeps:
     api_caller: ApiCaller
     # Secrets are read inside activities, never passed through Temporal.
     secrets: SecretStore
+    # Supporting spinners are started by signal-with-start from an activity.
+    temporal: Client | None = None
 
 
 def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     """Activities per task-queue name (without the deployment prefix)."""
     db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url)
     steps = StepActivities()
+    supporting = SupportingActivities(deps.engine, deps.temporal)
     function = FunctionActivities()
     http = HttpActivities(deps.api_caller)
     llm = LlmActivities(deps.engine, deps.secrets)
@@ -55,6 +60,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             steps.wait_plan,
             steps.settle_send,
             function.run_function,
+            supporting.start_supporting,
         ],
         "http": [http.api_call],
         "llm": [llm.ai_agent],

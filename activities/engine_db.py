@@ -81,9 +81,11 @@ class EngineDbActivities:
                         " started_at = coalesce(r.started_at, now()), attempts = r.attempts + 1"
                         " from project p, record old where r.id = :id and old.id = r.id"
                         " and p.id = r.project_id returning r.job_id, r.project_id, r.metadata,"
-                        " r.outcomes, p.timezone, old.current_step"
+                        " r.outcomes, p.timezone, old.current_step, r.workflow_id is not null"
+                        " or exists (select 1 from spinner_link l where l.kind = 'retry'"
+                        " and l.parent_spinner_id = cast(:spinner as uuid))"
                     ),
-                    {"id": inp.record_id},
+                    {"id": inp.record_id, "spinner": spinner_id},
                 )
             ).first()
         if row is None:
@@ -100,7 +102,14 @@ class EngineDbActivities:
             "timezone": str(row[4]),
         }
         return RecordPlan(
-            resume_at or start, steps, dict(row[2]), outputs, context, str(row[1]), version
+            resume_at or start,
+            steps,
+            dict(row[2]),
+            outputs,
+            context,
+            str(row[1]),
+            version,
+            supporting=bool(row[6]),
         )
 
     @activity.defn

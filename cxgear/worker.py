@@ -51,18 +51,19 @@ def build_workers(
     return workers
 
 
-def activity_deps(settings: Settings) -> ActivityDeps:
+def activity_deps(settings: Settings, client: Client | None = None) -> ActivityDeps:
     return ActivityDeps(
         engine=create_engine(settings.database_url, pool_size=20),
         public_api_url=settings.public_api_url,
         api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
         secrets=SecretStore(settings),
+        temporal=client,
     )
 
 
 async def run_worker(settings: Settings, queues: list[str]) -> None:
     client = await connect_temporal(settings)
-    deps = activity_deps(settings)
+    deps = activity_deps(settings, client)
     workers = build_workers(client, settings, deps, queues)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
     stop = asyncio.Event()

@@ -41,6 +41,8 @@ class JobTrigger(StrEnum):
     api = "api"
     schedule = "schedule"
     redrive = "redrive"
+    retry = "retry"
+    callback = "callback"
 
 
 class Job(SQLModel, table=True):
@@ -66,6 +68,11 @@ class Job(SQLModel, table=True):
     created_at: datetime = created_field()
     started_at: datetime | None = tz_field()
     ended_at: datetime | None = tz_field()
+    # Supporting jobs: one per (parent job, link), created by the first child record.
+    parent_job_id: uuid.UUID | None = Field(default=None, foreign_key="job.id", ondelete="SET NULL")
+    link_id: uuid.UUID | None = Field(
+        default=None, foreign_key="spinner_link.id", ondelete="SET NULL"
+    )
 
 
 class RunRequest(RequestBody):
@@ -100,6 +107,7 @@ class JobPublic(PublicModel):
     started_at: datetime | None
     ended_at: datetime | None
     duration_s: float | None
+    parent_job_id: uuid.UUID | None = None
 
 
 class JobsPublic(PublicModel):

@@ -48,6 +48,28 @@ class Record(SQLModel, table=True):
     created_at: datetime = created_field()
     started_at: datetime | None = tz_field()
     ended_at: datetime | None = tz_field()
+    # Supporting (child) records: NULL workflow_id means the plain `rec-{id}`.
+    workflow_id: str | None = Field(default=None, max_length=300)
+    parent_record_id: int | None = Field(
+        default=None, sa_type=BigInteger, foreign_key="record.id", ondelete="SET NULL"
+    )
+    root_record_id: int | None = Field(
+        default=None, sa_type=BigInteger, foreign_key="record.id", ondelete="SET NULL"
+    )
+    link_id: uuid.UUID | None = Field(
+        default=None, foreign_key="spinner_link.id", ondelete="SET NULL"
+    )
+    link_attempt: int | None = None
+
+
+class RecordChild(PublicModel):
+    """A supporting record started from this one (a retry attempt or a callback)."""
+
+    record_id: int
+    kind: str
+    attempt: int | None
+    status: str
+    job_id: uuid.UUID
 
 
 class RecordPublic(PublicModel):
@@ -66,6 +88,8 @@ class RecordPublic(PublicModel):
     started_at: datetime | None
     ended_at: datetime | None
     duration_ms: int | None
+    parent_record_id: int | None = None
+    children: list[RecordChild] = []
 
 
 class RecordsPublic(PublicModel):

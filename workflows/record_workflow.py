@@ -24,11 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
     from activities.messaging import MessagingActivities
     from activities.steps import StepActivities
+    from activities.supporting import SupportingActivities
     from workflows.types import (
         DELIVERED_STATUSES,
         FAILED_STATUSES,
         SIGNAL_RECORD_FINISHED,
         SIGNAL_RECORD_PHASE,
+        SIGNAL_STARTED_BY,
         CallbackSignal,
         CheapResults,
         CheapRun,
@@ -39,8 +41,10 @@ with workflow.unsafe.imports_passed_through():
         RecordPhase,
         RecordPlan,
         SendOutcome,
+        StartSupportingInput,
         StepResult,
         StepRun,
+        SupportingStart,
         TaskQueues,
     )
 
@@ -62,6 +66,12 @@ BATCHED_CHEAP_STEPS = "batched-cheap-steps"
 # A provider call is quick; a hung connection must not hold a send for long (the ledger makes the
 # retry safe).
 SEND_TIMEOUT = timedelta(seconds=20)
+SUPPORTING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -103,6 +113,8 @@ class RecordInput:
     job_workflow_id: str
     spinner_version_id: str
     queues: TaskQueues
+    # Supporting records: a durable wait before the first step (the link's delay).
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -129,6 +141,12 @@ class RecordWorkflow:
         self._seen_events: set[str] = set()
         self._step: str | None = None
         self._waiting_send: str | None = None
+        self._started_by: SupportingStart | None = None
+
+    @workflow.signal(name=SIGNAL_STARTED_BY)
+    def started_by(self, start: SupportingStart) -> None:
+        # Sent with the start of a supporting record, so its history shows what started it.
+        self._started_by = start
 
     @workflow.signal
     def callback(self, event: CallbackSignal) -> None:
@@ -165,6 +183,8 @@ class RecordWorkflow:
     @workflow.run
     async def run(self, inp: RecordInput) -> RecordResult:
         wf_id = workflow.info().workflow_id
+        if inp.delay_s > 0:
+            await workflow.sleep(timedelta(seconds=inp.delay_s))
         plan: RecordPlan = await workflow.execute_local_activity_method(
             EngineDbActivities.load_record,
             LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
@@ -219,10 +239,27 @@ class RecordWorkflow:
             retry_policy=LOCAL_RETRY,
         )
         workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set(status)])
-        await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
-            SIGNAL_RECORD_FINISHED, RecordFinished(inp.record_id, status)
-        )
+        # Supporting records have no job workflow: their job is counted from the records table.
+        if inp.job_workflow_id:
+            await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
+                SIGNAL_RECORD_FINISHED, RecordFinished(inp.record_id, status)
+            )
+        if plan.supporting:
+            await self._start_supporting(inp)
         return RecordResult(status, outputs, error)
+
+    async def _start_supporting(self, inp: RecordInput) -> None:
+        try:
+            await workflow.execute_activity_method(
+                SupportingActivities.start_supporting,
+                StartSupportingInput(inp.record_id, inp.queues),
+                task_queue=inp.queues.main,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SUPPORTING_RETRY,
+            )
+        except ActivityError as err:
+            # The record itself is finished; a supporting start that keeps failing is logged.
+            workflow.logger.warning("supporting spinners not started: %s", _failure_text(err))
 
     async def _run_step(self, inp: RecordInput, run: StepRun) -> StepResult:
         kind = run.step["type"]
@@ -362,9 +399,10 @@ class RecordWorkflow:
         )
         if phase == "waiting":
             workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("waiting")])
-        await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
-            SIGNAL_RECORD_PHASE, RecordPhase(inp.record_id, phase)
-        )
+        if inp.job_workflow_id:
+            await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
+                SIGNAL_RECORD_PHASE, RecordPhase(inp.record_id, phase)
+            )
 
     async def _wait_for_callback(self, inp: RecordInput, run: StepRun) -> StepResult:
         step = run.step

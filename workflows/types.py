@@ -71,6 +71,9 @@ class RecordPlan:
     context: dict[str, Any]
     project_id: str
     spinner_version: int
+    # The spinner has retry links or the record is a supporting child: only then does the
+    # record call start_supporting when it ends, so plain spinners pay no extra activity.
+    supporting: bool = False
 
 
 @dataclass
@@ -173,6 +176,24 @@ class JobSummary:
 
 SIGNAL_RECORD_FINISHED = "record_finished"
 SIGNAL_RECORD_PHASE = "record_phase"
+SIGNAL_STARTED_BY = "started_by"
+
+
+@dataclass
+class StartSupportingInput:
+    record_id: int
+    queues: TaskQueues
+
+
+@dataclass
+class SupportingStart:
+    """Why a supporting record started: the signal of its signal-with-start."""
+
+    kind: str  # "retry" or "callback"
+    parent_record_id: int
+    link_id: str
+    attempt: int | None = None
+    event_id: str | None = None
 
 
 @dataclass

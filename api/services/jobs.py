@@ -67,6 +67,12 @@ async def create_job(
         raise AppError(
             "Supporting spinners start from their parent, not by a run", "NOT_RUNNABLE", 409
         )
+    if await is_supporting(session, spinner.id):
+        raise AppError(
+            "This spinner supports another one: it starts from its parent's links, not by a run",
+            "SUPPORTING_SPINNER",
+            409,
+        )
     if table.project_id != spinner.project_id:
         raise AppError("The data table belongs to another project", "VALIDATION_ERROR", 422)
     if not table.columns:
@@ -99,6 +105,11 @@ async def create_job(
 
     uow.after_commit(start)
     return job
+
+
+async def is_supporting(session: AsyncSession, spinner_id: uuid.UUID) -> bool:
+    stmt = text("select exists (select 1 from spinner_link where child_spinner_id = :s)")
+    return bool((await session.execute(stmt, {"s": spinner_id})).scalar_one())
 
 
 async def count_rows(session: AsyncSession, table_id: uuid.UUID, row_ids: list[int] | None) -> int:
@@ -145,6 +156,7 @@ def job_public(job: Job, counts: JobCounts) -> JobPublic:
         started_at=job.started_at,
         ended_at=job.ended_at,
         duration_s=duration,
+        parent_job_id=job.parent_job_id,
     )
 
 

@@ -50,6 +50,7 @@ async def worker(settings: Settings) -> AsyncIterator[Client]:
         public_api_url=settings.public_api_url,
         api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
         secrets=SecretStore(settings),
+        temporal=client,
     )
     workers = build_workers(client, settings, deps)
     tasks = [asyncio.create_task(w.run()) for w in workers]
