@@ -135,9 +135,8 @@ class TestTwilioStatus:
         assert first["disposition"] == "Delivered"
         assert second["disposition"] == "Failed"
         assert first["outcomes"]["message_status"] == "delivered"
-        assert events_of(database_url, first["id"]) == [
-            (f"twilio:{first['outcomes']['message_id']}:delivered", False)
-        ]
+        first_sid = sent_id(database_url, first["id"])
+        assert events_of(database_url, first["id"]) == [(f"twilio:{first_sid}:delivered", False)]
         assert query(
             database_url,
             "select status from send_ledger where provider_message_id = %s",
@@ -145,10 +144,10 @@ class TestTwilioStatus:
         ) == [("failed",)]
 
         # The record has closed: a later status is stored as late and answered 200.
-        late = twilio.status_callback(first["outcomes"]["message_id"], "read")
+        late = twilio.status_callback(first_sid, "read")
         assert (await post(client, late))[0] == 200
         assert events_of(database_url, first["id"])[-1] == (
-            f"twilio:{first['outcomes']['message_id']}:read",
+            f"twilio:{first_sid}:read",
             True,
         )
 
