@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, Column, ForeignKey
 from sqlmodel import Field, SQLModel
 
 from models.base import PublicModel, created_field, jsonb_field, org_field, tz_field
+from models.record import RecordChild
 
 
 class JourneySnapshot(SQLModel, table=True):
@@ -62,3 +63,6 @@ class JourneyPublic(PublicModel):
     steps: list[JourneyStep]
     output: dict[str, Any]
     source: str
+    # Supporting spinners: the record that started this one, and the ones this one started.
+    parent_record_id: int | None = None
+    children: list[RecordChild] = []

@@ -10,13 +10,22 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import text
 from temporalio.service import RPCError
 
-from api.deps import Allow, Principal, PublicRoute, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    Allow,
+    Principal,
+    PublicRoute,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    UowDep,
+)
 from api.errors import AppError, not_found
 from api.services.callbacks import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     org_callback_secret,
+    start_callback_supporting,
     verify,
 )
 from models.record import TERMINAL_RECORD, Record
@@ -31,6 +40,7 @@ async def record_callback(
     record_id: int,
     request: Request,
     session: SessionDep,
+    uow: UowDep,
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
@@ -68,11 +78,24 @@ async def record_callback(
             "late": late,
         },
     )
-    if inserted.first() is None:
+    duplicate = inserted.first() is None
+    # Supporting spinners start on any accepted event, late ones included; a redelivery retries
+    # a start that failed (idempotent by workflow id).
+    await start_callback_supporting(
+        uow,
+        engine=request.app.state.engine,
+        temporal=temporal,
+        settings=settings,
+        record=record,
+        event_id=event_id[:200],
+        payload=payload,
+    )
+    if duplicate:
         return {"ok": True, "duplicate": True}
     if not late:
         try:
-            await temporal.get_workflow_handle(record_workflow_id(record_id)).signal(
+            wf_id = record.workflow_id or record_workflow_id(record_id)
+            await temporal.get_workflow_handle(wf_id).signal(
                 RecordWorkflow.callback, CallbackSignal(event_id, payload)
             )
         except RPCError:

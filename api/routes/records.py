@@ -17,7 +17,14 @@ from api.routes.projects import ReadableProject
 from api.services.journey import derive_journey
 from models.job import Job
 from models.journey import ActivityAttempt, JourneyPublic, JourneySnapshot
-from models.record import TERMINAL_RECORD, Record, RecordPublic, RecordsPublic, outcome_view
+from models.record import (
+    TERMINAL_RECORD,
+    Record,
+    RecordChild,
+    RecordPublic,
+    RecordsPublic,
+    outcome_view,
+)
 from workflows.record_workflow import record_workflow_id
 
 router = APIRouter(tags=["records"])
@@ -134,10 +141,38 @@ async def project_records(
     return await _page(session, where={"project_id": project.id}, **asdict(f))
 
 
+async def record_children(session: SessionDep, record: Record) -> list[RecordChild]:
+    """Supporting records this one started, plus (for a retry chain's root) every attempt."""
+    rows = await session.execute(
+        text(
+            "select id, link_attempt, status, job_id from record where org_id = :org"
+            " and (parent_record_id = :id or (root_record_id = :id and link_attempt is not null))"
+            " order by id"
+        ),
+        {"org": record.org_id, "id": record.id},
+    )
+    return [
+        RecordChild(
+            record_id=int(r[0]),
+            kind="retry" if r[1] is not None else "callback",
+            attempt=r[1],
+            status=str(r[2]),
+            job_id=r[3],
+        )
+        for r in rows
+    ]
+
+
 @router.get("/records/{record_id}")
 async def get_record(record: ReadableRecord, session: SessionDep) -> RecordPublic:
     job = await session.get(Job, record.job_id)
-    return record_public(record, job.spinner_version if job else None)
+    public = record_public(record, job.spinner_version if job else None)
+    return public.model_copy(
+        update={
+            "parent_record_id": record.parent_record_id,
+            "children": await record_children(session, record),
+        }
+    )
 
 
 async def attempt_counts(session: SessionDep, workflow_id: str) -> dict[str, int]:
@@ -155,12 +190,17 @@ async def record_journey(
     record: ReadableRecord, session: SessionDep, temporal: TemporalDep
 ) -> JourneyPublic:
     assert record.id is not None
+    # Children can arrive after the record closed (late callbacks): lineage is always live.
+    lineage = {
+        "parent_record_id": record.parent_record_id,
+        "children": await record_children(session, record),
+    }
     snapshot = await session.get(JourneySnapshot, record.id)
     if snapshot is not None:
-        return JourneyPublic.model_validate({**snapshot.journey, "source": "snapshot"})
+        return JourneyPublic.model_validate({**snapshot.journey, "source": "snapshot", **lineage})
     if record.status == "pending":
         raise AppError("The record has not started yet", "RECORD_PENDING", 409)
-    wf_id = record_workflow_id(record.id)
+    wf_id = record.workflow_id or record_workflow_id(record.id)
     try:
         journey = await derive_journey(
             temporal, wf_id, record.id, await attempt_counts(session, wf_id)
@@ -174,4 +214,4 @@ async def record_journey(
                 record_id=record.id, org_id=record.org_id, journey=journey.model_dump(mode="json")
             )
         )
-    return journey
+    return journey.model_copy(update=lineage)

@@ -92,6 +92,18 @@ async def _do_not_contact(client: AsyncClient, other: Account, ids: dict[str, st
     return "theirs@example.com"
 
 
+async def _link(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    definition = {"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]}
+    child = await make_spinner(client, other, project_id=ids["project_id"], definition=definition)
+    r = await client.post(
+        f"/api/v1/spinners/{ids['spinner_id']}/links",
+        json={"child_spinner_id": child["id"], "kind": "callback"},
+        headers=other.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 ENGINE_BUILDERS = {
     "spinner_id": _spinner,
     "job_id": _job,
@@ -101,6 +113,7 @@ ENGINE_BUILDERS = {
     "integration_id": _integration,
     "channel_id": _channel,
     "address": _do_not_contact,
+    "link_id": _link,
 }
 # Secret names are looked up under the caller's own organization path in Vault, so another
 # organization's name is simply a free name here: PUT creates the caller's own secret.
