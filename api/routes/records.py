@@ -65,6 +65,7 @@ def record_public(r: Record, version: int | None = None) -> RecordPublic:
         started_at=r.started_at,
         ended_at=r.ended_at,
         duration_ms=duration,
+        parent_record_id=r.parent_record_id,
     )
 
 
@@ -167,12 +168,7 @@ async def record_children(session: SessionDep, record: Record) -> list[RecordChi
 async def get_record(record: ReadableRecord, session: SessionDep) -> RecordPublic:
     job = await session.get(Job, record.job_id)
     public = record_public(record, job.spinner_version if job else None)
-    return public.model_copy(
-        update={
-            "parent_record_id": record.parent_record_id,
-            "children": await record_children(session, record),
-        }
-    )
+    return public.model_copy(update={"children": await record_children(session, record)})
 
 
 async def attempt_counts(session: SessionDep, workflow_id: str) -> dict[str, int]:
