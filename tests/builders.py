@@ -45,7 +45,7 @@ async def signup(
 async def role_id(client: AsyncClient, account: Account, name: str) -> str:
     r = await client.get("/api/v1/roles", headers=account.headers)
     assert r.status_code == 200, r.text
-    return next(x["id"] for x in r.json()["data"] if x["name"] == name)
+    return str(next(x["id"] for x in r.json()["data"] if x["name"] == name))
 
 
 async def invite(

@@ -361,6 +361,9 @@ class RecordWorkflow:
             start_to_close_timeout=LOCAL,
             retry_policy=LOCAL_RETRY,
         )
+        # Later steps still see the message id the send produced.
+        settled.outputs = {**sent.outputs, **settled.outputs}
+        settled.messages = sent.messages + settled.messages
         return settled
 
     async def _await_send_result(

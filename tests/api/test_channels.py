@@ -161,7 +161,7 @@ class TestSandbox:
         assert live["sandbox"] is False
         assert sandbox["sandbox"] is True
         with psycopg.connect(settings.database_url.replace("+psycopg", "")) as conn:
-            rows = dict(
+            rows: dict[str, bool] = dict(
                 conn.execute(
                     "select id::text, sandbox from channel where id in (%s, %s)",
                     (live["id"], sandbox["id"]),
