@@ -38,7 +38,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     steps = StepActivities()
     supporting = SupportingActivities(deps.engine, deps.temporal)
     function = FunctionActivities()
-    http = HttpActivities(deps.api_caller)
+    http = HttpActivities(deps.api_caller, deps.engine, deps.secrets)
     llm = LlmActivities(deps.engine, deps.secrets)
     messaging = MessagingActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
     email = EmailActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,12 +19,58 @@ from activities.http_client import (
     UpstreamHttpError,
 )
 from activities.steps import render
+from cxgear.vault import SecretNotFound, SecretStore, VaultUnavailable
 from workflows.types import StepResult, StepRun
 
 
 class HttpActivities:
-    def __init__(self, caller: ApiCaller) -> None:
+    def __init__(
+        self,
+        caller: ApiCaller,
+        engine: AsyncEngine | None = None,
+        secrets: SecretStore | None = None,
+    ) -> None:
         self.caller = caller
+        self.engine = engine
+        self.secrets = secrets
+
+    async def _secret_headers(self, run: StepRun) -> dict[str, str]:
+        """Bearer token and headers from named Vault secrets, read here and never passed through
+        Temporal: they reach the request only, not the step's input, result, messages or errors."""
+        step = run.step
+        wanted = dict(step.get("secret_headers") or {})
+        if step.get("bearer_secret"):
+            wanted["Authorization"] = step["bearer_secret"]
+        if not wanted:
+            return {}
+        if self.engine is None or self.secrets is None:
+            raise ApplicationError("this worker has no vault access", non_retryable=True)
+        async with self.engine.connect() as conn:
+            org = (
+                await conn.execute(
+                    text("select org_id from record where id = :id"), {"id": run.record_id}
+                )
+            ).scalar_one_or_none()
+        if org is None:
+            raise ApplicationError(f"record {run.record_id} not found", non_retryable=True)
+        headers: dict[str, str] = {}
+        for header, name in wanted.items():
+            try:
+                value = await self.secrets.read_secret(uuid.UUID(str(org)), name)
+            except SecretNotFound:
+                raise ApplicationError(
+                    f"step {step['id']}: secret {name!r} is not in the vault",
+                    type="SecretNotFound",
+                    non_retryable=True,
+                ) from None
+            except VaultUnavailable:
+                # Retried by Temporal: the vault coming back is enough, nothing is lost.
+                raise ApplicationError(
+                    "vault unavailable", type="VaultUnavailable", non_retryable=False
+                ) from None
+            is_bearer = header == "Authorization" and name == step.get("bearer_secret")
+            headers[header] = f"Bearer {value}" if is_bearer else value
+        return headers
 
     @activity.defn
     async def api_call(self, run: StepRun) -> StepResult:
@@ -30,7 +79,10 @@ class HttpActivities:
         request = ApiRequest(
             method=step["method"],
             url=render(run, step["url"]),
-            headers={k: render(run, v) for k, v in (step.get("headers") or {}).items()},
+            headers={
+                **{k: render(run, v) for k, v in (step.get("headers") or {}).items()},
+                **await self._secret_headers(run),
+            },
             body=render(run, body) if body is not None else None,
             timeout_s=float(step.get("timeout_s", 10)),
             output_paths=dict(step.get("outputs") or {}),
