@@ -26,10 +26,17 @@ console = Console()
 err = Console(stderr=True)
 
 
+# HTTP client libraries log every request URL at INFO; our URLs are templated from contact data
+# (and provider URLs name accounts), so they only speak up for warnings.
+QUIET_LOGGERS = ("httpx", "httpcore", "openai", "twilio", "twilio.http_client", "urllib3")
+
+
 def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @app.command()
