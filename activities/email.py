@@ -20,10 +20,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.messaging import (
     LABELS,
+    claim_or_resume,
     fail,
     load_target,
-    opted_out,
-    prior_result,
     read_credentials,
     sent_result,
 )
@@ -31,12 +30,10 @@ from activities.steps import render
 from cxgear.providers import sendgrid_client
 from cxgear.vault import SecretStore
 from models.channel import normalize_email
-from models.do_not_contact import is_do_not_contact
 from models.send_ledger import (
     LedgerRow,
     SendProvider,
     SendStatus,
-    claim_send,
     claimed_message_ids,
     ledger_key,
     mark_send,
@@ -75,39 +72,11 @@ class EmailActivities:
         body = render(run, step["body"])
         key = ledger_key(run.workflow_id, step["id"])
 
-        done, row = await prior_result(self.engine, run, key, channel.name, label, "accepted")
+        done, row, reconcile = await claim_or_resume(
+            self.engine, run, target, key, to, SendProvider.sendgrid, label, "accepted"
+        )
         if done is not None:
             return done
-        if row is None:
-            async with self.engine.connect() as conn:
-                blocked = await is_do_not_contact(conn, target.org_id, to)
-            row, created = await claim_send(
-                self.engine,
-                org_id=target.org_id,
-                key=key,
-                record_id=run.record_id,
-                step_id=step["id"],
-                channel_id=channel.id,
-                provider=(SendProvider.sandbox if channel.sandbox else SendProvider.sendgrid).value,
-                to_address=to,
-                status=(
-                    SendStatus.skipped
-                    if blocked
-                    else SendStatus.accepted
-                    if channel.sandbox
-                    else SendStatus.pending
-                ),
-                provider_message_id=(
-                    f"sandbox-{uuid.uuid4()}" if channel.sandbox and not blocked else None
-                ),
-            )
-            if row.status == SendStatus.skipped:
-                return opted_out(run, label, row.to_address)
-            if row.status == SendStatus.accepted:
-                return sent_result(run, row, channel.name, status="accepted")
-            reconcile = not created
-        else:
-            reconcile = True
 
         creds = await read_credentials(self.secrets, target)
         client = sendgrid_client(target.integration.config, creds)

@@ -183,6 +183,53 @@ async def prior_result(
     return None, row
 
 
+async def claim_or_resume(
+    engine: AsyncEngine,
+    run: StepRun,
+    target: SendTarget,
+    key: str,
+    to: str,
+    provider: SendProvider,
+    label: str,
+    accepted_status: str,
+) -> tuple[StepResult | None, LedgerRow, bool]:
+    """Claims the ledger row before any provider call.
+
+    Returns a finished result when nothing must be sent (an earlier attempt sent it, the channel
+    is a sandbox, the address opted out), else whether an earlier attempt may have reached the
+    provider already (a `pending` row it left), in which case the caller reconciles first.
+    """
+    channel = target.channel
+    done, prior = await prior_result(engine, run, key, channel.name, label, accepted_status)
+    if prior is not None:
+        return done, prior, done is None
+    async with engine.connect() as conn:
+        blocked = await is_do_not_contact(conn, target.org_id, to)
+    row, created = await claim_send(
+        engine,
+        org_id=target.org_id,
+        key=key,
+        record_id=run.record_id,
+        step_id=run.step["id"],
+        channel_id=channel.id,
+        provider=(SendProvider.sandbox if channel.sandbox else provider).value,
+        to_address=to,
+        status=(
+            SendStatus.skipped
+            if blocked
+            else SendStatus.accepted
+            if channel.sandbox
+            else SendStatus.pending
+        ),
+        provider_message_id=f"sandbox-{uuid.uuid4()}" if channel.sandbox and not blocked else None,
+    )
+    if row.status == SendStatus.skipped:
+        return opted_out(run, label, row.to_address), row, False
+    if row.status == SendStatus.accepted:
+        return sent_result(run, row, channel.name, status=accepted_status), row, False
+    return None, row, not created
+
+
 class MessagingActivities:
     def __init__(self, engine: AsyncEngine, secrets: SecretStore, *, public_api_url: str) -> None:
         self.engine = engine
@@ -208,40 +255,11 @@ class MessagingActivities:
             body = render(run, step.get("body") or "")
         key = ledger_key(run.workflow_id, step["id"])
 
-        done, row = await prior_result(self.engine, run, key, channel.name, label, "queued")
+        done, row, reconcile = await claim_or_resume(
+            self.engine, run, target, key, to, SendProvider.twilio, label, "queued"
+        )
         if done is not None:
             return done
-        if row is None:
-            async with self.engine.connect() as conn:
-                blocked = await is_do_not_contact(conn, target.org_id, to)
-            provider = SendProvider.sandbox if channel.sandbox else SendProvider.twilio
-            row, created = await claim_send(
-                self.engine,
-                org_id=target.org_id,
-                key=key,
-                record_id=run.record_id,
-                step_id=step["id"],
-                channel_id=channel.id,
-                provider=provider.value,
-                to_address=to,
-                status=(
-                    SendStatus.skipped
-                    if blocked
-                    else SendStatus.accepted
-                    if channel.sandbox
-                    else SendStatus.pending
-                ),
-                provider_message_id=(
-                    f"sandbox-{uuid.uuid4()}" if channel.sandbox and not blocked else None
-                ),
-            )
-            if row.status == SendStatus.skipped:
-                return opted_out(run, label, row.to_address)
-            if row.status == SendStatus.accepted:
-                return sent_result(run, row, channel.name, status="queued")
-            reconcile = not created
-        else:
-            reconcile = True
 
         creds = await read_credentials(self.secrets, target)
         client = twilio_client(target.integration.config, creds)
