@@ -59,6 +59,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             steps.decision,
             steps.wait_plan,
             steps.settle_send,
+            steps.settle_wait,
             function.run_function,
             supporting.start_supporting,
         ],

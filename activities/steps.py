@@ -166,6 +166,11 @@ class StepActivities:
         )
 
     @activity.defn
+    async def settle_wait(self, result: StepResult) -> StepResult:
+        """How a wait for a callback ended; exists so the outcome is written to history."""
+        return result
+
+    @activity.defn
     async def wait_plan(self, run: StepRun) -> StepResult:
         step = run.step
         now = datetime.fromisoformat(run.now_iso)

@@ -63,6 +63,7 @@ EXTERNAL_RETRY = RetryPolicy(
 )
 # Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
 BATCHED_CHEAP_STEPS = "batched-cheap-steps"
+SETTLED_CALLBACK_WAITS = "settled-callback-waits"
 # A provider call is quick; a hung connection must not hold a send for long (the ledger makes the
 # retry safe).
 SEND_TIMEOUT = timedelta(seconds=20)
@@ -432,4 +433,13 @@ class RecordWorkflow:
                 label="timeout",
             )
         await self._phase(inp, "active")
+        if workflow.patched(SETTLED_CALLBACK_WAITS):
+            # Recorded as a marker so the journey shows which step waited and the branch it took.
+            settled: StepResult = await workflow.execute_local_activity_method(
+                StepActivities.settle_wait,
+                result,
+                start_to_close_timeout=LOCAL,
+                retry_policy=LOCAL_RETRY,
+            )
+            return settled
         return result

@@ -16,6 +16,7 @@ from temporalio.exceptions import FailureError
 
 from models.journey import JourneyPublic, JourneyStep
 
+TIMED_STEPS = {"wait", "whatsapp", "sms", "email"}
 INTERNAL_ACTIVITIES = {"load_record", "complete_record", "set_record_phase"}
 STEP_ACTIVITIES = {
     "run_cheap",
@@ -24,6 +25,7 @@ STEP_ACTIVITIES = {
     "decision",
     "wait_plan",
     "settle_send",
+    "settle_wait",
     "run_function",
     "api_call",
     "ai_agent",
@@ -194,9 +196,12 @@ async def derive_journey(
         elif et == EventType.EVENT_TYPE_TIMER_STARTED:
             wait_started = _ts(event)
         elif et == EventType.EVENT_TYPE_TIMER_FIRED:
+            # A durable wait belongs to the step that started it: a wait step (its plan comes
+            # first) or a send waiting for a reply. A callback wait's own outcome follows it.
+            waiting = steps[-1] if steps and steps[-1].type in TIMED_STEPS else None
             steps.append(
                 JourneyStep(
-                    step_id=None,
+                    step_id=waiting.step_id if waiting else None,
                     type="timer",
                     outcome="fired",
                     label="timer · fired",

@@ -169,6 +169,9 @@ class TestWaitForCallback:
             await client.get(f"/api/v1/records/{rec['id']}/journey", headers=admin.headers)
         ).json()
         assert [s["label"] for s in journey["steps"]].count("callback · received") == 1
+        waited = next(s for s in journey["steps"] if s["step_id"] == "hold")
+        assert waited["label"] == "wait_for_callback · callback_received"
+        assert waited["detail"]["next"] == "yes"
         late = await post_callback(client, secret, rec["id"], {"answer": "again"}, event="e3")
         assert late.status_code == 200
         assert late.json()["late"] is True
