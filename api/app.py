@@ -34,6 +34,7 @@ from api.routes import (
 )
 from cxgear import __version__
 from cxgear.db import create_engine, session_factory
+from cxgear.log_privacy import quiet_http_loggers
 from cxgear.settings import Settings, get_settings
 from cxgear.temporal_client import connect_temporal
 from cxgear.vault import SecretStore, VaultUnavailable
@@ -85,6 +86,7 @@ def api_router() -> APIRouter:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    quiet_http_loggers()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from cxgear import __version__
 from cxgear.cli_spinners import journey, spinners_app
 from cxgear.cli_spinners import run as run_spinner
 from cxgear.cli_tables import tables_app
+from cxgear.log_privacy import quiet_http_loggers
 from cxgear.settings import TASK_QUEUES, get_settings
 
 app = typer.Typer(help="CXGear: automation over rows of data.", no_args_is_help=True)
@@ -26,17 +27,11 @@ console = Console()
 err = Console(stderr=True)
 
 
-# HTTP client libraries log every request URL at INFO; our URLs are templated from contact data
-# (and provider URLs name accounts), so they only speak up for warnings.
-QUIET_LOGGERS = ("httpx", "httpcore", "openai", "twilio", "twilio.http_client", "urllib3")
-
-
 def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_http_loggers()
 
 
 @app.command()

@@ -13,6 +13,7 @@ from activities import ActivityDeps, build_activities
 from activities.attempt_log import AttemptLogInterceptor
 from activities.http_client import ApiCaller
 from cxgear.db import create_engine
+from cxgear.log_privacy import quiet_http_loggers
 from cxgear.settings import TASK_QUEUES, Settings
 from cxgear.temporal_client import connect_temporal
 from cxgear.vault import SecretStore
@@ -29,6 +30,8 @@ def task_queues(settings: Settings) -> TaskQueues:
 def build_workers(
     client: Client, settings: Settings, deps: ActivityDeps, queues: list[str] | None = None
 ) -> list[Worker]:
+    # Every worker, however started, keeps request URLs (contact data) out of its logs.
+    quiet_http_loggers()
     registry = build_activities(deps)
     workers = []
     for name in queues or list(TASK_QUEUES):

@@ -33,7 +33,6 @@ from httpx import AsyncClient
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
-from cxgear.cli import QUIET_LOGGERS
 from cxgear.settings import Settings
 from tests.activities.test_messaging import (
     INBOUND_URL,
@@ -117,21 +116,6 @@ def openai_fake() -> Iterator[FakeOpenAI]:
 def twilio() -> Iterator[FakeTwilio]:
     with running_twilio(auth_token=CANARY_TWILIO_TOKEN) as fake:
         yield fake
-
-
-@pytest.fixture
-def worker_log_levels() -> Iterator[None]:
-    """The levels `cxgear worker` gives HTTP client loggers; this worker runs in-process.
-
-    Without them httpx logs each api_call URL at INFO, and the lookup URL holds the phone number.
-    """
-    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
-    before = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    yield
-    for logger, level in zip(loggers, before, strict=True):
-        logger.setLevel(level)
 
 
 def csv_rows() -> str:
@@ -382,7 +366,6 @@ class TestCampaign:
         caplog: pytest.LogCaptureFixture,
         capfd: pytest.CaptureFixture[str],
         temporal_server: Any,
-        worker_log_levels: None,
     ) -> None:
         caplog.set_level(logging.DEBUG)
         server_log_from = temporal_server.log_file.stat().st_size
