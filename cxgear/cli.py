@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cxgear import __version__
+from cxgear.cli_admin import integrations_app, secrets_app
 from cxgear.cli_spinners import journey, spinners_app
 from cxgear.cli_spinners import run as run_spinner
 from cxgear.cli_tables import tables_app
@@ -21,6 +22,8 @@ app.add_typer(spinners_app, name="spinners")
 app.add_typer(tables_app, name="tables")
 app.command("run")(run_spinner)
 app.command("journey")(journey)
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(integrations_app, name="integrations")
 codec_app = typer.Typer(help="The payload codec's keys (in Vault).", no_args_is_help=True)
 app.add_typer(codec_app, name="codec")
 console = Console()
