@@ -26,6 +26,11 @@ class ParentInput:
     window: int
     batch: int
     task_queue: str
+    # Like the JobWorkflow, the parent continues as new so its history stays under the limit.
+    per_run: int = 2000
+    started: int = 0
+    finished: int = 0
+    active: int = 0
 
 
 @activity.defn
@@ -47,9 +52,10 @@ class BaselineChild:
 
 @workflow.defn
 class BaselineParent:
-    def __init__(self) -> None:
-        self.active = 0
-        self.finished = 0
+    @workflow.init
+    def __init__(self, inp: ParentInput) -> None:
+        self.active = inp.active
+        self.finished = inp.finished
 
     @workflow.signal
     def done(self, n: int) -> None:
@@ -59,13 +65,28 @@ class BaselineParent:
     @workflow.run
     async def run(self, inp: ParentInput) -> int:
         me = workflow.info().workflow_id
-        started = 0
+        started, this_run = inp.started, 0
         while started < inp.total:
+            if this_run >= inp.per_run:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    ParentInput(
+                        inp.total,
+                        inp.window,
+                        inp.batch,
+                        inp.task_queue,
+                        inp.per_run,
+                        started,
+                        self.finished,
+                        self.active,
+                    )
+                )
             await workflow.wait_condition(lambda: self.active < inp.window)
-            count = min(inp.window - self.active, inp.total - started)
+            count = min(inp.window - self.active, inp.total - started, inp.per_run - this_run)
             ids = list(range(started, started + count))
             self.active += count
             started += count
+            this_run += count
             for i in range(0, len(ids), inp.batch):
                 await asyncio.gather(
                     *(

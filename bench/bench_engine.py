@@ -190,7 +190,13 @@ async def baseline(settings: Settings, temporal_pid: int, records: int) -> dict[
         start = time.monotonic()
         await client.execute_workflow(
             BaselineParent.run,
-            ParentInput(records, settings.job_window, settings.job_batch, queue),
+            ParentInput(
+                records,
+                settings.job_window,
+                settings.job_batch,
+                queue,
+                per_run=settings.job_children_per_run,
+            ),
             id=f"baseline-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
         )
