@@ -67,7 +67,7 @@ class BaselineParent:
         me = workflow.info().workflow_id
         started, this_run = inp.started, 0
         while started < inp.total:
-            if this_run >= inp.per_run:
+            if this_run >= inp.per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     ParentInput(

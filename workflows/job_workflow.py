@@ -163,15 +163,15 @@ class JobWorkflow:
                 await self._cancel_all(inp)
                 break
             room = min(inp.window - len(self._active), inp.children_per_run - started_this_run)
-            if not self._s.paused and not self._s.exhausted and room > 0:
+            # The server suggests continuing as new well before its history warning; starting
+            # more children in this run would only grow the history past it.
+            suggested = workflow.info().is_continue_as_new_suggested()
+            if not self._s.paused and not self._s.exhausted and room > 0 and not suggested:
                 started_this_run += await self._start_more(inp, room)
                 continue
             if self._s.exhausted and not self._active and not self._waiting:
                 break
-            if (
-                started_this_run >= inp.children_per_run
-                or workflow.info().is_continue_as_new_suggested()
-            ):
+            if started_this_run >= inp.children_per_run or suggested:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._s.active, self._s.waiting = sorted(self._active), sorted(self._waiting)
                 workflow.continue_as_new(
