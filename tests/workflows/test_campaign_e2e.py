@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -315,9 +316,12 @@ def payloads_in(message: Message) -> Iterator[Payload]:
             yield from payloads_in(item)
 
 
-async def raw_histories(plain: Client, workflow_id: str) -> list[WorkflowHistory]:
-    """Every run of `workflow_id` (a job continues as new), read without the codec."""
-    runs = [w.run_id async for w in plain.list_workflows(f"WorkflowId = '{workflow_id}'")]
+async def raw_histories(plain: Client, workflow_id: str, since: str) -> list[WorkflowHistory]:
+    """Every run of `workflow_id` this test started (a job continues as new), read without the
+    codec. Record ids restart in each test module's database while the Temporal server is shared,
+    so `rec-1` of an earlier module is a different, older workflow run."""
+    query = f"WorkflowId = '{workflow_id}' AND StartTime >= '{since}'"
+    runs = [w.run_id async for w in plain.list_workflows(query)]
     assert runs, f"no workflow {workflow_id}"
     return [await plain.get_workflow_handle(workflow_id, run_id=r).fetch_history() for r in runs]
 
@@ -328,14 +332,19 @@ def leaks(text: str | bytes, needles: dict[str, str]) -> list[str]:
 
 
 async def no_plaintext_in_histories(
-    settings: Settings, worker: Client, workflow_ids: list[str], *, canary_ids: set[str]
+    settings: Settings,
+    worker: Client,
+    workflow_ids: list[str],
+    *,
+    canary_ids: set[str],
+    since: str,
 ) -> None:
     """No canary in the raw history bytes or JSON, read with a plain client (no codec)."""
     plain = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     codec = worker.data_converter.payload_codec
     assert codec is not None
     for workflow_id in workflow_ids:
-        for history in await raw_histories(plain, workflow_id):
+        for history in await raw_histories(plain, workflow_id, since):
             raw = b"".join(event.SerializeToString() for event in history.events)
             assert b"Workflow" in raw  # the check reads real history bytes
             assert leaks(raw, NEEDLES) == [], workflow_id
@@ -367,6 +376,7 @@ class TestCampaign:
         capfd: pytest.CaptureFixture[str],
         temporal_server: Any,
     ) -> None:
+        since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
         caplog.set_level(logging.DEBUG)
         server_log_from = temporal_server.log_file.stat().st_size
         bodies: list[tuple[str, str]] = []
@@ -529,6 +539,7 @@ class TestCampaign:
             worker,
             [f"job-{job_id}", *(f"rec-{i}" for i in dict.fromkeys(sampled)), child["workflow_id"]],
             canary_ids={f"rec-{canary['id']}", child["workflow_id"]},
+            since=since,
         )
 
         leaked_logs = [
