@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -376,7 +376,7 @@ class TestCampaign:
         capfd: pytest.CaptureFixture[str],
         temporal_server: Any,
     ) -> None:
-        since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+        since = datetime.now(UTC).isoformat()
         caplog.set_level(logging.DEBUG)
         server_log_from = temporal_server.log_file.stat().st_size
         bodies: list[tuple[str, str]] = []
