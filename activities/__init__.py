@@ -14,6 +14,7 @@ from activities.engine_db import EngineDbActivities
 from activities.function import FunctionActivities
 from activities.http import HttpActivities
 from activities.http_client import ApiCaller
+from activities.job_reports import JobReporter
 from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
 from activities.steps import StepActivities
@@ -34,7 +35,8 @@ class ActivityDeps:
 
 def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     """Activities per task-queue name (without the deployment prefix)."""
-    db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url)
+    reporter = JobReporter(deps.temporal) if deps.temporal is not None else None
+    db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url, reporter=reporter)
     steps = StepActivities()
     supporting = SupportingActivities(deps.engine, deps.temporal)
     function = FunctionActivities()
@@ -44,9 +46,11 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     email = EmailActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
     return {
         "main": [
+            db.start_record,
             db.load_record,
             db.complete_record,
             db.set_record_phase,
+            db.sweep_records,
             db.next_records,
             db.prepare_job,
             db.set_job_status,

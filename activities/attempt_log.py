@@ -1,7 +1,8 @@
-"""Activity interceptor that writes one attempt-log row per activity attempt.
+"""Activity interceptor that writes one attempt-log row per failed activity attempt.
 
-Workflow history keeps only an activity's last attempt; the journey reads earlier ones from here.
-Local activities (cheap steps) are skipped unless they fail, to keep the hot path write-free.
+Workflow history keeps only an activity's last attempt (its number and result); the journey reads
+the failed ones before it from here. Attempts that succeed are in history already, so the hot path
+writes nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ class _AttemptLog(ActivityInboundInterceptor):
         except BaseException as exc:
             await self._write(info, started, f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        if not info.is_local:
-            await self._write(info, started, None)
         return result
 
     async def _write(self, info: activity.Info, started: datetime, error: str | None) -> None:

@@ -10,9 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.job_reports import JobReporter
+from activities.steps import CHEAP_STEP_TYPES, StepActivities
 from models.spinner_definition import SpinnerDefinition, parse_duration
 from workflows.types import (
     SEND_STEP_TYPES,
+    CheapRun,
     CompleteRecordInput,
     JobIdInput,
     JobStatusInput,
@@ -20,11 +23,19 @@ from workflows.types import (
     LoadRecordInput,
     NextRecordsInput,
     NextRecordsResult,
+    RecordFinished,
     RecordPhase,
     RecordPlan,
+    RecordReports,
+    RecordStart,
     ScheduledJob,
     ScheduledRunInput,
+    StartRecordInput,
+    StepRun,
+    SweepInput,
 )
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
 def compile_plan(definition: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -43,9 +54,13 @@ def compile_plan(definition: dict[str, Any]) -> tuple[str, dict[str, dict[str, A
 
 
 class EngineDbActivities:
-    def __init__(self, engine: AsyncEngine, *, public_api_url: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, public_api_url: str, reporter: JobReporter | None = None
+    ) -> None:
         self.engine = engine
         self.public_api_url = public_api_url.rstrip("/")
+        self.reporter = reporter
+        self._steps = StepActivities()
         self._plans: dict[str, tuple[str, dict[str, dict[str, Any]], str, int]] = {}
 
     async def _plan(self, version_id: str) -> tuple[str, dict[str, dict[str, Any]], str, int]:
@@ -69,6 +84,51 @@ class EngineDbActivities:
             cached = (start, steps, str(row[1]), int(row[2]))
             self._plans[version_id] = cached
         return cached
+
+    def _report(self, job_workflow_id: str, report: RecordFinished | RecordPhase) -> None:
+        if not job_workflow_id:
+            return
+        if self.reporter is None:
+            raise ApplicationError("this worker has no Temporal client to report to the job")
+        self.reporter.submit(job_workflow_id, report)
+
+    @activity.defn
+    async def sweep_records(self, inp: SweepInput) -> RecordReports:
+        """What the job's in-flight records did that the job has not heard (lost reports)."""
+        active, ids = set(inp.active), [*inp.active, *inp.waiting]
+        finished: list[RecordFinished] = []
+        phases: list[RecordPhase] = []
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text("select id, status from record where job_id = :job and id = any(:ids)"),
+                {"job": inp.job_id, "ids": ids},
+            )
+            for rid, status in rows:
+                if status in TERMINAL_STATUSES:
+                    finished.append(RecordFinished(int(rid), str(status)))
+                elif status == "waiting" and rid in active:
+                    phases.append(RecordPhase(int(rid), "waiting"))
+                elif status == "running" and rid not in active:
+                    phases.append(RecordPhase(int(rid), "active"))
+        return RecordReports(finished, phases)
+
+    @activity.defn
+    async def start_record(self, inp: StartRecordInput) -> RecordStart:
+        """Loads the record and runs its leading cheap steps: one local activity, one marker."""
+        plan = await self.load_record(LoadRecordInput(inp.record_id, inp.version_id, inp.wf_id))
+        if plan.steps[plan.start]["type"] not in CHEAP_STEP_TYPES:
+            return RecordStart(plan, None)
+        run = StepRun(
+            inp.wf_id,
+            inp.job_id,
+            inp.record_id,
+            plan.steps[plan.start],
+            plan.metadata,
+            plan.outputs,
+            plan.context,
+            inp.now_iso,
+        )
+        return RecordStart(plan, await self._steps.run_cheap(CheapRun(run, plan.steps)))
 
     @activity.defn
     async def load_record(self, inp: LoadRecordInput) -> RecordPlan:
@@ -131,6 +191,7 @@ class EngineDbActivities:
                     "disposition": str(disposition)[:200] if disposition is not None else None,
                 },
             )
+        self._report(inp.job_workflow_id, RecordFinished(inp.record_id, inp.status))
 
     @activity.defn
     async def set_record_phase(self, inp: RecordPhase) -> None:
@@ -142,6 +203,7 @@ class EngineDbActivities:
                 ),
                 {"s": status, "id": inp.record_id},
             )
+        self._report(inp.job_workflow_id, RecordPhase(inp.record_id, inp.phase))
 
     @activity.defn
     async def next_records(self, inp: NextRecordsInput) -> NextRecordsResult:

@@ -96,7 +96,8 @@ class StepActivities:
         # The rendered text usually carries contact data: it goes to the journey (encrypted in
         # history), never to process logs.
         activity.logger.log(
-            {"info": 20, "warning": 30, "error": 40}.get(level, 20),
+            # Info-level log steps run for every record of a campaign: debug in process logs.
+            {"info": 10, "warning": 30, "error": 40}.get(level, 10),
             "record %s step %s logged %d characters",
             run.record_id,
             run.step["id"],

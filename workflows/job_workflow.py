@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         SIGNAL_RECORD_FINISHED,
         SIGNAL_RECORD_PHASE,
+        SIGNAL_RECORDS_REPORTED,
         JobIdInput,
         JobStatusInput,
         JobSummary,
@@ -28,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         NextRecordsResult,
         RecordFinished,
         RecordPhase,
+        RecordReports,
+        SweepInput,
         TaskQueues,
     )
 
@@ -35,6 +38,13 @@ DB_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)
 )
+
+
+# Records report by a signal their activities send without waiting; a report lost to a crash is
+# found by sweeping the records' statuses once the job has heard nothing for a while.
+SWEEPS_LOST_REPORTS = "job-sweeps-lost-reports"
+SWEEP_AFTER = timedelta(seconds=15)
+SWEEP_AT_MOST_EVERY = timedelta(minutes=10)
 
 
 def job_workflow_id(job_id: str) -> str:
@@ -91,6 +101,8 @@ class JobWorkflow:
         self._s = inp.state or JobState()
         self._active: set[int] = set(self._s.active)
         self._waiting: set[int] = set(self._s.waiting)
+        self._sweeps = False
+        self._quiet_for = SWEEP_AFTER
 
     # --- signals from records -------------------------------------------------------------
     @workflow.signal(name=SIGNAL_RECORD_FINISHED)
@@ -118,6 +130,14 @@ class JobWorkflow:
         elif change.phase == "active" and rid in self._waiting:
             self._waiting.discard(rid)
             self._active.add(rid)
+
+    @workflow.signal(name=SIGNAL_RECORDS_REPORTED)
+    def records_reported(self, reports: RecordReports) -> None:
+        # Gathered by a worker from many records; a record's reports never share a batch.
+        for change in reports.phases:
+            self.record_phase(change)
+        for done in reports.finished:
+            self.record_finished(done)
 
     # --- operator signals -----------------------------------------------------------------
     @workflow.signal
@@ -147,6 +167,7 @@ class JobWorkflow:
 
     @workflow.run
     async def run(self, inp: JobInput) -> JobSummary:
+        self._sweeps = workflow.patched(SWEEPS_LOST_REPORTS)
         if not self._s.prepared:
             await workflow.execute_activity_method(
                 EngineDbActivities.prepare_job,
@@ -187,7 +208,7 @@ class JobWorkflow:
                         self._s,
                     )
                 )
-            await self._until_changed()
+            await self._until_changed(inp)
         summary: JobSummary = await workflow.execute_activity_method(
             EngineDbActivities.finish_job,
             JobStatusInput(inp.job_id, "cancelled" if self._s.cancelling else ""),
@@ -200,9 +221,28 @@ class JobWorkflow:
     def _shape(self) -> tuple[int, int, bool, bool]:
         return (len(self._active), len(self._waiting), self._s.paused, self._s.cancelling)
 
-    async def _until_changed(self) -> None:
+    async def _until_changed(self, inp: JobInput) -> None:
         before = self._shape()
-        await workflow.wait_condition(lambda: self._shape() != before)
+        if not self._sweeps:
+            await workflow.wait_condition(lambda: self._shape() != before)
+            return
+        try:
+            await workflow.wait_condition(lambda: self._shape() != before, timeout=self._quiet_for)
+            self._quiet_for = SWEEP_AFTER
+        except TimeoutError:
+            await self._sweep(inp)
+            self._quiet_for = min(self._quiet_for * 2, SWEEP_AT_MOST_EVERY)
+
+    async def _sweep(self, inp: JobInput) -> None:
+        if not self._active and not self._waiting:
+            return
+        found: RecordReports = await workflow.execute_local_activity_method(
+            EngineDbActivities.sweep_records,
+            SweepInput(inp.job_id, sorted(self._active), sorted(self._waiting)),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self.records_reported(found)
 
     async def _start_more(self, inp: JobInput, limit: int) -> int:
         page: NextRecordsResult = await workflow.execute_local_activity_method(
@@ -270,6 +310,16 @@ class JobWorkflow:
                 return_exceptions=True,
             )
         # Each cancelled record still reports its final status; wait for them so counts agree.
-        await workflow.wait_condition(
-            lambda: not self._active and not self._waiting, timeout=timedelta(minutes=10)
-        )
+        if not self._sweeps:
+            await workflow.wait_condition(
+                lambda: not self._active and not self._waiting, timeout=timedelta(minutes=10)
+            )
+            return
+        deadline = workflow.now() + timedelta(minutes=10)
+        while (self._active or self._waiting) and workflow.now() < deadline:
+            try:
+                await workflow.wait_condition(
+                    lambda: not self._active and not self._waiting, timeout=SWEEP_AFTER
+                )
+            except TimeoutError:
+                await self._sweep(inp)

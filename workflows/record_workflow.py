@@ -39,8 +39,9 @@ with workflow.unsafe.imports_passed_through():
         ProviderEvent,
         RecordFinished,
         RecordPhase,
-        RecordPlan,
+        RecordStart,
         SendOutcome,
+        StartRecordInput,
         StartSupportingInput,
         StepResult,
         StepRun,
@@ -64,6 +65,15 @@ EXTERNAL_RETRY = RetryPolicy(
 # Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
 BATCHED_CHEAP_STEPS = "batched-cheap-steps"
 SETTLED_CALLBACK_WAITS = "settled-callback-waits"
+# One local activity loads the record and runs its leading cheap steps, and the record's status
+# activities report to the job themselves (batched per worker) instead of the workflow signalling.
+FUSED_START_AND_REPORTS = "fused-start-and-job-reports"
+# Status writes and job reports must outlast a Temporal or database restart, not fail the record.
+STATUS_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
+)
 # A provider call is quick; a hung connection must not hold a send for long (the ledger makes the
 # retry safe).
 SEND_TIMEOUT = timedelta(seconds=20)
@@ -143,6 +153,7 @@ class RecordWorkflow:
         self._step: str | None = None
         self._waiting_send: str | None = None
         self._started_by: SupportingStart | None = None
+        self._reports_by_activity = False
 
     @workflow.signal(name=SIGNAL_STARTED_BY)
     def started_by(self, start: SupportingStart) -> None:
@@ -186,15 +197,40 @@ class RecordWorkflow:
         wf_id = workflow.info().workflow_id
         if inp.delay_s > 0:
             await workflow.sleep(timedelta(seconds=inp.delay_s))
-        plan: RecordPlan = await workflow.execute_local_activity_method(
-            EngineDbActivities.load_record,
-            LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
-            start_to_close_timeout=LOCAL,
-            retry_policy=LOCAL_RETRY,
-        )
-        outputs = dict(plan.outputs)
-        step_id: str | None = plan.start
+        self._reports_by_activity = workflow.patched(FUSED_START_AND_REPORTS)
         status, error, failed_step = "completed", None, None
+        if self._reports_by_activity:
+            started: RecordStart = await workflow.execute_local_activity_method(
+                EngineDbActivities.start_record,
+                StartRecordInput(
+                    inp.record_id,
+                    inp.spinner_version_id,
+                    wf_id,
+                    inp.job_id,
+                    workflow.now().isoformat(),
+                ),
+                start_to_close_timeout=LOCAL,
+                retry_policy=LOCAL_RETRY,
+            )
+            plan = started.plan
+            outputs = dict(plan.outputs)
+            step_id: str | None = plan.start
+            if started.cheap is not None:
+                for done in started.cheap.results:
+                    outputs.update(done.outputs)
+                step_id = started.cheap.next
+                if started.cheap.error is not None:
+                    status, error = "failed", started.cheap.error
+                    failed_step, step_id = started.cheap.failed_step, None
+        else:
+            plan = await workflow.execute_local_activity_method(
+                EngineDbActivities.load_record,
+                LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
+                start_to_close_timeout=LOCAL,
+                retry_policy=LOCAL_RETRY,
+            )
+            outputs = dict(plan.outputs)
+            step_id = plan.start
         try:
             while step_id is not None:
                 self._step = step_id
@@ -233,15 +269,19 @@ class RecordWorkflow:
                 status, error, failed_step = "failed", _failure_text(err), self._step
         except (asyncio.CancelledError, CancelledError):
             status, error = "cancelled", "cancelled by operator"
+        done_input = CompleteRecordInput(inp.record_id, status, outputs, error, failed_step)
+        if self._reports_by_activity:
+            # Supporting records have no job workflow ("" reports nothing): their job is counted
+            # from the records table.
+            done_input.job_workflow_id = inp.job_workflow_id
         await workflow.execute_local_activity_method(
             EngineDbActivities.complete_record,
-            CompleteRecordInput(inp.record_id, status, outputs, error, failed_step),
+            done_input,
             start_to_close_timeout=LOCAL,
-            retry_policy=LOCAL_RETRY,
+            retry_policy=STATUS_RETRY if self._reports_by_activity else LOCAL_RETRY,
         )
         workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set(status)])
-        # Supporting records have no job workflow: their job is counted from the records table.
-        if inp.job_workflow_id:
+        if inp.job_workflow_id and not self._reports_by_activity:
             await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
                 SIGNAL_RECORD_FINISHED, RecordFinished(inp.record_id, status)
             )
@@ -395,15 +435,16 @@ class RecordWorkflow:
 
     async def _phase(self, inp: RecordInput, phase: str) -> None:
         # Waiting records leave the job's active window so a long wait never stalls a campaign.
+        by_activity = self._reports_by_activity
         await workflow.execute_local_activity_method(
             EngineDbActivities.set_record_phase,
-            RecordPhase(inp.record_id, phase),
+            RecordPhase(inp.record_id, phase, inp.job_workflow_id if by_activity else ""),
             start_to_close_timeout=LOCAL,
-            retry_policy=LOCAL_RETRY,
+            retry_policy=STATUS_RETRY if by_activity else LOCAL_RETRY,
         )
         if phase == "waiting":
             workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("waiting")])
-        if inp.job_workflow_id:
+        if inp.job_workflow_id and not by_activity:
             await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
                 SIGNAL_RECORD_PHASE, RecordPhase(inp.record_id, phase)
             )

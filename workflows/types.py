@@ -77,10 +77,26 @@ class RecordPlan:
 
 
 @dataclass
+class StartRecordInput:
+    record_id: int
+    version_id: str
+    wf_id: str
+    job_id: str
+    now_iso: str
+
+
+@dataclass
 class LoadRecordInput:
     record_id: int
     spinner_version_id: str
     workflow_id: str
+
+
+@dataclass
+class RecordStart:
+    plan: RecordPlan
+    # The leading cheap steps, already run (None when the first step is not cheap).
+    cheap: CheapResults | None
 
 
 @dataclass
@@ -90,18 +106,35 @@ class CompleteRecordInput:
     outputs: dict[str, Any]
     error: str | None = None
     failed_step: str | None = None
+    # When set, the activity reports the record's end to this job workflow.
+    job_workflow_id: str = ""
 
 
 @dataclass
 class RecordPhase:
     record_id: int
     phase: str  # "waiting" or "active"
+    # As an activity input: the job workflow to report the change to ("" = none).
+    job_workflow_id: str = ""
 
 
 @dataclass
 class RecordFinished:
     record_id: int
     status: str
+
+
+@dataclass
+class SweepInput:
+    job_id: str
+    active: list[int]
+    waiting: list[int]
+
+
+@dataclass
+class RecordReports:
+    finished: list[RecordFinished]
+    phases: list[RecordPhase]
 
 
 @dataclass
@@ -176,6 +209,8 @@ class JobSummary:
 
 SIGNAL_RECORD_FINISHED = "record_finished"
 SIGNAL_RECORD_PHASE = "record_phase"
+# Reports gathered by a worker from many records, delivered to their job as one signal.
+SIGNAL_RECORDS_REPORTED = "records_reported"
 SIGNAL_STARTED_BY = "started_by"
 
 

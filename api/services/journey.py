@@ -19,6 +19,7 @@ from models.journey import JourneyPublic, JourneyStep
 TIMED_STEPS = {"wait", "whatsapp", "sms", "email"}
 INTERNAL_ACTIVITIES = {"load_record", "complete_record", "set_record_phase"}
 STEP_ACTIVITIES = {
+    "start_record",
     "run_cheap",
     "log",
     "tag",
@@ -141,6 +142,10 @@ async def derive_journey(
             tries = int(meta.get("attempt", 1))
             if kind == "run_cheap":
                 steps.extend(_cheap_steps(result, tries, _ts(event)))
+            elif kind == "start_record":
+                # Loading the record is internal; the leading cheap steps it ran are steps.
+                if result.get("cheap"):
+                    steps.extend(_cheap_steps(result["cheap"], tries, _ts(event)))
             else:
                 steps.append(_step_from_result(result, attempts=tries, ended_at=_ts(event)))
         elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:

@@ -38,6 +38,17 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 
 PROBE_TIMEOUT = timedelta(seconds=2)
 
+# One process serves every queue: a single partition per task queue lets each task match a waiting
+# poller directly instead of being spread over partitions and written to the store.
+DYNAMIC_CONFIG: dict[str, str] = {
+    "matching.numTaskqueueReadPartitions": "1",
+    "matching.numTaskqueueWritePartitions": "1",
+    # Lets an execution opt in to a virtual clock that jumps to its next timer when nothing is in
+    # flight (tests of day-long waits; a rehearsal of a campaign). Off for every execution unless
+    # it asks.
+    "frontend.WorkflowTimeSkippingEnabled": "true",
+}
+
 
 class EmbeddedTemporal:
     def __init__(
@@ -103,6 +114,8 @@ class EmbeddedTemporal:
             ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
+        for key, value in DYNAMIC_CONFIG.items():
+            args += ["--dynamic-config-value", f"{key}={value}"]
         if self.namespace != "default":
             args += ["--namespace", self.namespace]
         return args

@@ -7,7 +7,11 @@ import json
 import time
 from typing import Any
 
+from google.protobuf.field_mask_pb2 import FieldMask
 from httpx import AsyncClient
+from temporalio.api.common.v1 import TimeSkippingConfig, WorkflowExecution
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
 from temporalio.client import Client, ScheduleOverlapPolicy
 
 from api.services.callbacks import sign
@@ -21,6 +25,7 @@ from tests.builders import (
     signup,
     wait_job,
 )
+from workflows.record_workflow import record_workflow_id
 
 
 async def setup(client: AsyncClient, rows: int) -> tuple[Account, dict[str, Any], dict[str, Any]]:
@@ -372,3 +377,59 @@ class TestWaitingLeavesTheWindow:
         job = await wait_job(client, admin, job_id)
         assert job["status"] == "cancelled"
         assert job["counts"]["cancelled"] == 5 and job["counts"]["completed"] == 3
+
+    async def test_the_day_passes_on_a_time_skipping_clock(
+        self, client: AsyncClient, worker: Client, settings: Any
+    ) -> None:
+        """The embedded server skips time for executions that opt in: a 1-day wait ends at once."""
+        admin, p, table = await setup(client, 8)
+        definition = {
+            "steps": [
+                {
+                    "id": "route",
+                    "type": "decision",
+                    "branches": [{"when": "amount < 50", "label": "later", "next": "pause"}],
+                    "default": "done",
+                },
+                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
+                {"id": "done", "type": "tag", "disposition": "Done"},
+            ]
+        }
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+        original = settings.job_window
+        settings.job_window = 2
+        try:
+            job_id = await run(client, admin, spinner, table)
+        finally:
+            settings.job_window = original
+        # On the real clock the five day-long waits leave the window and the other three finish.
+        job = await wait_job(client, admin, job_id, until=("waiting",))
+        assert (job["counts"]["waiting"], job["counts"]["completed"]) == (5, 3)
+        waiting = await records_of(client, admin, job_id, status="waiting")
+        # Then the waiting records' clocks skip ahead: nothing else is in flight, so the
+        # server jumps to their timers.
+        for record in waiting:
+            await worker.workflow_service.update_workflow_execution_options(
+                UpdateWorkflowExecutionOptionsRequest(
+                    namespace=worker.namespace,
+                    workflow_execution=WorkflowExecution(
+                        workflow_id=record_workflow_id(record["id"])
+                    ),
+                    workflow_execution_options=WorkflowExecutionOptions(
+                        time_skipping_config=TimeSkippingConfig(enabled=True)
+                    ),
+                    update_mask=FieldMask(paths=["time_skipping_config"]),
+                )
+            )
+        job = await wait_job(client, admin, job_id, timeout=60)
+        assert job["status"] == "completed"
+        assert job["counts"]["completed"] == 8 and job["counts"]["waiting"] == 0
+        journey = (
+            await client.get(f"/api/v1/records/{waiting[0]['id']}/journey", headers=admin.headers)
+        ).json()
+        labels = [s["label"] for s in journey["steps"]]
+        assert labels == ["decision · branched", "wait · waited", "timer · fired", "tag · tagged"]
+        assert journey["steps"][1]["detail"]["delay_s"] == 86400
+        # The record's own clock moved a whole day; the wall clock did not.
+        timer = journey["steps"][2]
+        assert timer["step_id"] == "pause" and timer["duration_ms"] >= 86_400_000
