@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -36,6 +37,8 @@ from cxgear.temporal_client import connect_temporal
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.crm_api import running_crm
 from workflows.job_workflow import job_workflow_id
+
+log = logging.getLogger("bench.engine")
 
 
 class Sampler:
@@ -147,10 +150,21 @@ async def ours(
                     headers=admin.headers,
                 )
                 job_id = r.json()["id"]
+                last_note = time.monotonic()
                 while True:
                     job = (await c.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
                     if job["status"] in ("completed", "partial", "failed", "cancelled"):
                         break
+                    if time.monotonic() - last_note >= 60:
+                        # Progress on stderr for long (scale) runs: is memory flat or growing?
+                        last_note = time.monotonic()
+                        log.info(
+                            "%.0fs: %s done, worker RSS %.0f MB (peak %.0f MB)",
+                            last_note - start,
+                            job["counts"]["completed"] + job["counts"]["failed"],
+                            psutil.Process(worker.pid).memory_info().rss / 2**20,
+                            wsample.peak_rss / 2**20,
+                        )
                     await asyncio.sleep(0.5)
                 elapsed = time.monotonic() - start
                 w1, t1, p1, m1 = wsample.cpu_ms(), tsample.cpu_ms(), psample.cpu_ms(), me.cpu_ms()
@@ -282,4 +296,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(main())

@@ -92,7 +92,9 @@ class JobProgress:
     paused: bool
 
 
-@workflow.defn
+# Outside the sandbox like RecordWorkflow: the sandbox re-imports the workflow's modules for every
+# run, and a 100k job is dozens of continued runs. Determinism is guarded by the replay tests.
+@workflow.defn(sandboxed=False)
 class JobWorkflow:
     @workflow.init
     def __init__(self, inp: JobInput) -> None:
