@@ -418,7 +418,12 @@ class SupportingActivities:
     async def start(self, child: ChildStart, queues: TaskQueues) -> bool:
         """Signal-with-start the child's RecordWorkflow; False when it already exists."""
         # Imported here: the record workflow imports this module for its activity reference.
-        from workflows.record_workflow import RecordInput, RecordWorkflow, record_search_attributes
+        from workflows.record_workflow import (
+            RECORD_ENGINE,
+            RecordInput,
+            RecordWorkflow,
+            record_search_attributes,
+        )
 
         if self.client is None:
             raise ApplicationError("no Temporal client to start supporting spinners")
@@ -434,6 +439,7 @@ class SupportingActivities:
                     child.spinner_version_id,
                     queues,
                     delay_s=child.delay_s,
+                    engine=RECORD_ENGINE,
                 ),
                 id=child.workflow_id,
                 task_queue=queues.main,

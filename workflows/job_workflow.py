@@ -13,6 +13,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
     from workflows.record_workflow import (
+        RECORD_ENGINE,
         RecordInput,
         RecordWorkflow,
         record_search_attributes,
@@ -265,7 +266,14 @@ class JobWorkflow:
                 *(
                     workflow.start_child_workflow(
                         RecordWorkflow.run,
-                        RecordInput(rid, inp.job_id, me, inp.spinner_version_id, inp.queues),
+                        RecordInput(
+                            rid,
+                            inp.job_id,
+                            me,
+                            inp.spinner_version_id,
+                            inp.queues,
+                            engine=RECORD_ENGINE,
+                        ),
                         id=record_workflow_id(rid),
                         task_queue=inp.queues.main,
                         parent_close_policy=ParentClosePolicy.ABANDON,

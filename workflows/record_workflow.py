@@ -62,6 +62,10 @@ EXTERNAL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
 )
+# Records started with `engine=RECORD_ENGINE` take today's paths without asking `patched()`: each
+# patch costs a marker and a search-attribute upsert (TemporalChangeVersion) per record. The
+# patches below only route records whose input predates the field (it decodes to 1).
+RECORD_ENGINE = 2
 # Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
 BATCHED_CHEAP_STEPS = "batched-cheap-steps"
 SETTLED_CALLBACK_WAITS = "settled-callback-waits"
@@ -126,6 +130,8 @@ class RecordInput:
     queues: TaskQueues
     # Supporting records: a durable wait before the first step (the link's delay).
     delay_s: float = 0.0
+    # Which code paths the record takes; new starts pass RECORD_ENGINE.
+    engine: int = 1
 
 
 @dataclass
@@ -154,6 +160,7 @@ class RecordWorkflow:
         self._waiting_send: str | None = None
         self._started_by: SupportingStart | None = None
         self._reports_by_activity = False
+        self._current = False
 
     @workflow.signal(name=SIGNAL_STARTED_BY)
     def started_by(self, start: SupportingStart) -> None:
@@ -197,7 +204,8 @@ class RecordWorkflow:
         wf_id = workflow.info().workflow_id
         if inp.delay_s > 0:
             await workflow.sleep(timedelta(seconds=inp.delay_s))
-        self._reports_by_activity = workflow.patched(FUSED_START_AND_REPORTS)
+        self._current = inp.engine >= RECORD_ENGINE
+        self._reports_by_activity = self._current or workflow.patched(FUSED_START_AND_REPORTS)
         status, error, failed_step = "completed", None, None
         if self._reports_by_activity:
             started: RecordStart = await workflow.execute_local_activity_method(
@@ -245,7 +253,9 @@ class RecordWorkflow:
                     plan.context,
                     workflow.now().isoformat(),
                 )
-                if step["type"] in CHEAP_STEPS and workflow.patched(BATCHED_CHEAP_STEPS):
+                if step["type"] in CHEAP_STEPS and (
+                    self._current or workflow.patched(BATCHED_CHEAP_STEPS)
+                ):
                     batch: CheapResults = await workflow.execute_local_activity_method(
                         StepActivities.run_cheap,
                         CheapRun(run, plan.steps),
@@ -474,7 +484,7 @@ class RecordWorkflow:
                 label="timeout",
             )
         await self._phase(inp, "active")
-        if workflow.patched(SETTLED_CALLBACK_WAITS):
+        if self._current or workflow.patched(SETTLED_CALLBACK_WAITS):
             # Recorded as a marker so the journey shows which step waited and the branch it took.
             settled: StepResult = await workflow.execute_local_activity_method(
                 StepActivities.settle_wait,

@@ -29,9 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from google.protobuf.message import Message
 from httpx import AsyncClient
-from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
 from cxgear.settings import Settings
@@ -46,6 +44,7 @@ from tests.conftest import make_settings
 from tests.fakes.crm_api import FakeCrm
 from tests.fakes.openai_api import FakeOpenAI, Messages, message_text, running_openai
 from tests.fakes.twilio_api import FakeTwilio, running_twilio
+from tests.workflows.history_payloads import payloads_in
 
 ROWS = 200
 SENDER = "+15005550040"
@@ -296,24 +295,6 @@ async def reply_once_waiting(
 
 
 # --- privacy helpers -------------------------------------------------------------------------
-
-
-def payloads_in(message: Message) -> Iterator[Payload]:
-    """Every Payload nested anywhere in a history event."""
-    if isinstance(message, Payload):
-        yield message
-        return
-    for field, value in message.ListFields():
-        if field.message_type is None:
-            continue
-        if field.message_type.GetOptions().map_entry:
-            values = [v for v in value.values() if isinstance(v, Message)]
-        elif field.is_repeated:
-            values = list(value)
-        else:
-            values = [value]
-        for item in values:
-            yield from payloads_in(item)
 
 
 async def raw_histories(plain: Client, workflow_id: str, since: str) -> list[WorkflowHistory]:

@@ -1,7 +1,10 @@
 """Committed histories must replay on today's workflow code without non-determinism.
 
-When a change to a workflow breaks one of these, guard it with `workflow.patched()`; regenerate a
-history only for a deliberately new behaviour, and keep the old file too.
+When a change to a workflow breaks one of these, guard it with `workflow.patched()` (or, for
+records, a new `RecordInput.engine`); record today's histories with
+`python -m tests.workflows.record_histories SUFFIX` for a deliberately new behaviour, and keep the
+old files too: v1 predates batched cheap steps, v2 took today's paths through `patched()`, v3
+through `engine=2`.
 """
 
 from __future__ import annotations
@@ -31,4 +34,10 @@ def test_histories_are_committed() -> None:
         "job_workflow",
         "record_workflow",
         "record_workflow_callback",
+        "job_workflow_v2",
+        "record_workflow_v2",
+        "record_workflow_callback_v2",
+        "job_workflow_v3",
+        "record_workflow_v3",
+        "record_workflow_callback_v3",
     }
