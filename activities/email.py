@@ -20,11 +20,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.messaging import (
     LABELS,
+    accept_send,
     claim_or_resume,
     fail,
     load_target,
     read_credentials,
-    sent_result,
 )
 from activities.steps import render
 from cxgear.providers import sendgrid_client
@@ -95,15 +95,9 @@ class EmailActivities:
         if reconcile:
             found = await self._already_sent(client, row)
             if found is not None:
-                await mark_send(self.engine, key, SendStatus.accepted, found)
-                activity.logger.info(
-                    "record %s step %s: found the earlier email %s, not sending again",
-                    run.record_id,
-                    step["id"],
-                    found,
+                return await accept_send(
+                    self.engine, run, row, channel.name, found, status="accepted", reconciled=True
                 )
-                row.provider_message_id, row.status = found, SendStatus.accepted.value
-                return sent_result(run, row, channel.name, status="accepted")
 
         try:
             response = await asyncio.to_thread(
@@ -125,9 +119,7 @@ class EmailActivities:
                 type="SendGridUnavailable",
             ) from exc
         message_id = str(response.headers.get("X-Message-Id") or f"cx-{uuid.uuid4()}")
-        await mark_send(self.engine, key, SendStatus.accepted, message_id)
-        row.provider_message_id, row.status = message_id, SendStatus.accepted.value
-        return sent_result(run, row, channel.name, status="accepted")
+        return await accept_send(self.engine, run, row, channel.name, message_id, status="accepted")
 
     async def _already_sent(self, client: Any, row: LedgerRow) -> str | None:
         """The X-Message-Id of an email an earlier attempt got accepted (Email Activity search)."""

@@ -168,6 +168,29 @@ def sent_result(run: StepRun, row: LedgerRow, channel_name: str, *, status: str)
     )
 
 
+async def accept_send(
+    engine: AsyncEngine,
+    run: StepRun,
+    row: LedgerRow,
+    channel_name: str,
+    message_id: str,
+    *,
+    status: str,
+    reconciled: bool = False,
+) -> StepResult:
+    """The provider has the message: the ledger row turns `accepted` and the step is sent."""
+    await mark_send(engine, row.key, SendStatus.accepted, message_id)
+    if reconciled:
+        activity.logger.info(
+            "record %s step %s: found the earlier send %s, not sending again",
+            run.record_id,
+            run.step["id"],
+            message_id,
+        )
+    row.provider_message_id, row.status = message_id, SendStatus.accepted.value
+    return sent_result(run, row, channel_name, status=status)
+
+
 async def prior_result(
     engine: AsyncEngine, run: StepRun, key: str, channel_name: str, label: str, status: str
 ) -> tuple[StepResult | None, LedgerRow | None]:
@@ -278,15 +301,9 @@ class MessagingActivities:
         if reconcile:
             found = await self._already_sent(client, params, row)
             if found is not None:
-                await mark_send(self.engine, key, SendStatus.accepted, found)
-                activity.logger.info(
-                    "record %s step %s: found the earlier send %s, not sending again",
-                    run.record_id,
-                    step["id"],
-                    found,
+                return await accept_send(
+                    self.engine, run, row, channel.name, found, status="queued", reconciled=True
                 )
-                row.provider_message_id, row.status = found, SendStatus.accepted.value
-                return sent_result(run, row, channel.name, status="queued")
 
         try:
             message = await asyncio.to_thread(lambda: client.messages.create(**params))
@@ -305,9 +322,14 @@ class MessagingActivities:
                 f"Twilio unreachable sending to {mask_address(to)}: {type(exc).__name__}",
                 type="TwilioUnavailable",
             ) from exc
-        await mark_send(self.engine, key, SendStatus.accepted, str(message.sid))
-        row.provider_message_id, row.status = str(message.sid), SendStatus.accepted.value
-        return sent_result(run, row, channel.name, status=str(message.status or "queued"))
+        return await accept_send(
+            self.engine,
+            run,
+            row,
+            channel.name,
+            str(message.sid),
+            status=str(message.status or "queued"),
+        )
 
     async def _already_sent(
         self, client: Any, params: dict[str, Any], row: LedgerRow

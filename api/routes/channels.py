@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from api.deps import Allow, Principal, SessionDep
 from api.errors import AppError, not_found
 from api.services.plan_limits import ensure_capacity, register_capacity_meter
+from api.services.unique_names import UniqueName
 from models.base import utcnow
 from models.channel import (
     CHANNEL_INTEGRATION,
@@ -31,7 +31,7 @@ from models.plan import Meter
 router = APIRouter(prefix="/channels", tags=["channels"])
 Read = Annotated[Principal, Allow("integrations.read")]
 Write = Annotated[Principal, Allow("integrations.write")]
-UNIQUE_NAME = "uq_channel_org_name"
+CHANNEL_NAMES = UniqueName(Channel, "A channel", "uq_channel_org_name")
 
 register_capacity_meter(
     Meter.channels,
@@ -94,34 +94,6 @@ async def _integration_for(
     return integration
 
 
-async def _name_free(
-    session: SessionDep, org_id: uuid.UUID, name: str, except_id: uuid.UUID | None
-) -> None:
-    clash = (
-        await session.exec(
-            select(Channel.id).where(
-                Channel.org_id == org_id, Channel.name == name, Channel.id != except_id
-            )
-        )
-    ).first()
-    if clash is not None:
-        raise _name_taken(name)
-
-
-def _name_taken(name: str) -> AppError:
-    return AppError(f"A channel named '{name}' already exists", "NAME_TAKEN", 409)
-
-
-async def _flush(session: SessionDep, name: str) -> None:
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        # Two requests raced past _name_free(); the unique index decided.
-        if UNIQUE_NAME in str(exc.orig):
-            raise _name_taken(name) from None
-        raise
-
-
 def _sender_name(kind: ChannelKind, sender_name: str | None) -> str | None:
     if sender_name is not None and kind != ChannelKind.email:
         raise AppError(
@@ -151,7 +123,7 @@ async def create_channel(
     sender_name = _sender_name(body.kind, body.sender_name)
     await _integration_for(session, principal.org_id, body.kind, body.integration_id)
     await ensure_capacity(session, principal.org, Meter.channels)
-    await _name_free(session, principal.org_id, body.name, None)
+    await CHANNEL_NAMES.ensure_free(session, principal.org_id, body.name, None)
     channel = Channel(
         org_id=principal.org_id,
         integration_id=body.integration_id,
@@ -162,7 +134,7 @@ async def create_channel(
         sandbox=body.sandbox,
     )
     session.add(channel)
-    await _flush(session, body.name)
+    await CHANNEL_NAMES.flush(session, body.name)
     return ChannelPublic.model_validate(channel)
 
 
@@ -183,11 +155,11 @@ async def update_channel(
     if body.sandbox is not None:
         channel.sandbox = body.sandbox
     if body.name is not None and body.name != channel.name:
-        await _name_free(session, channel.org_id, body.name, channel.id)
+        await CHANNEL_NAMES.ensure_free(session, channel.org_id, body.name, channel.id)
         channel.name = body.name
     channel.updated_at = utcnow()
     session.add(channel)
-    await _flush(session, channel.name)
+    await CHANNEL_NAMES.flush(session, channel.name)
     return ChannelPublic.model_validate(channel)
 
 

@@ -11,11 +11,11 @@ from typing import Any
 import openai
 from pydantic import ValidationError
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
+from api.services.unique_names import UniqueName
 from cxgear import providers
 from cxgear.vault import SecretNotFound, SecretStore
 from models.base import utcnow
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # "Test connection" is interactive: a provider that has not answered by then counts as down.
 PROBE_TIMEOUT_S = 15.0
-UNIQUE_NAME = "uq_integration_org_name"
+INTEGRATION_NAMES = UniqueName(Integration, "An integration", "uq_integration_org_name")
 
 
 def _invalid(where: str, exc: ValidationError) -> AppError:
@@ -96,47 +96,19 @@ def integration_public(integration: Integration) -> IntegrationPublic:
     )
 
 
-async def _name_free(
-    session: AsyncSession, org_id: uuid.UUID, name: str, except_id: uuid.UUID | None
-) -> None:
-    clash = (
-        await session.exec(
-            select(Integration.id).where(
-                Integration.org_id == org_id, Integration.name == name, Integration.id != except_id
-            )
-        )
-    ).first()
-    if clash is not None:
-        raise _name_taken(name)
-
-
-def _name_taken(name: str) -> AppError:
-    return AppError(f"An integration named '{name}' already exists", "NAME_TAKEN", 409)
-
-
-async def _flush(session: AsyncSession, name: str) -> None:
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        # Two requests raced past _name_free(); the unique index decided.
-        if UNIQUE_NAME in str(exc.orig):
-            raise _name_taken(name) from None
-        raise
-
-
 async def create_integration(
     session: AsyncSession, store: SecretStore, org_id: uuid.UUID, body: IntegrationCreate
 ) -> Integration:
     config = validate_config(body.kind, body.config)
     credentials = validate_credentials(body.kind, body.credentials)
-    await _name_free(session, org_id, body.name, None)
+    await INTEGRATION_NAMES.ensure_free(session, org_id, body.name, None)
     integration = Integration(org_id=org_id, kind=body.kind.value, name=body.name, config=config)
     if credentials is not None:
         integration.credentials_ref = store.credentials_path(org_id, integration.id)
         integration.credential_fields = sorted(credentials)
     session.add(integration)
     # The row first (its name may clash), Vault second: a Vault failure rolls the row back.
-    await _flush(session, body.name)
+    await INTEGRATION_NAMES.flush(session, body.name)
     if credentials is not None:
         await store.write_credentials(org_id, integration.id, credentials)
     return integration
@@ -151,7 +123,7 @@ async def update_integration(
         validate_credentials(kind, body.credentials) if body.credentials is not None else None
     )
     if body.name is not None and body.name != integration.name:
-        await _name_free(session, integration.org_id, body.name, integration.id)
+        await INTEGRATION_NAMES.ensure_free(session, integration.org_id, body.name, integration.id)
         integration.name = body.name
     if config is not None:
         integration.config = config
@@ -160,7 +132,7 @@ async def update_integration(
         integration.credential_fields = sorted(credentials)
     integration.updated_at = utcnow()
     session.add(integration)
-    await _flush(session, integration.name)
+    await INTEGRATION_NAMES.flush(session, integration.name)
     if credentials is not None:
         await store.write_credentials(integration.org_id, integration.id, credentials)
     return integration
