@@ -14,7 +14,7 @@ from activities.engine_db import EngineDbActivities
 from activities.function import FunctionActivities
 from activities.http import HttpActivities
 from activities.http_client import ApiCaller
-from activities.job_reports import JobReporter
+from activities.job_reports import LINGER_S, JobReporter
 from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
 from activities.steps import StepActivities
@@ -29,13 +29,20 @@ class ActivityDeps:
     api_caller: ApiCaller
     # Secrets are read inside activities, never passed through Temporal.
     secrets: SecretStore
-    # Supporting spinners are started by signal-with-start from an activity.
+    # Supporting spinners are started by signal-with-start from an activity; records report to
+    # their job through it too.
     temporal: Client | None = None
+    # How long reports to a job are gathered before one signal carries them.
+    report_linger_s: float = LINGER_S
 
 
 def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     """Activities per task-queue name (without the deployment prefix)."""
-    reporter = JobReporter(deps.temporal) if deps.temporal is not None else None
+    reporter = (
+        JobReporter(deps.temporal, linger_s=deps.report_linger_s)
+        if deps.temporal is not None
+        else None
+    )
     db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url, reporter=reporter)
     steps = StepActivities()
     supporting = SupportingActivities(deps.engine, deps.temporal)

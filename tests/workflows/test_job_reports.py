@@ -1,0 +1,116 @@
+"""Records report to their job by a signal their activities send without waiting; when reports
+never arrive, the job finds its records' ends in PostgreSQL and still finishes with right counts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from activities import ActivityDeps
+from activities.engine_db import EngineDbActivities
+from activities.http_client import ApiCaller
+from cxgear.db import create_engine
+from cxgear.settings import Settings
+from cxgear.temporal_client import connect_temporal
+from cxgear.vault import SecretStore
+from cxgear.worker import build_workers
+from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from workflows.job_workflow import SWEEP_AFTER
+from workflows.types import RecordFinished, RecordPhase, SweepInput
+
+SPINNER = {
+    "steps": [
+        {"id": "route", "type": "decision", "branches": [], "default": "done"},
+        {"id": "done", "type": "tag", "disposition": "Done"},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+async def worker(settings: Settings) -> AsyncIterator[Client]:
+    """A worker whose reports would only leave after an hour: the job never hears them."""
+    client = await connect_temporal(settings)
+    engine = create_engine(settings.database_url)
+    deps = ActivityDeps(
+        engine=engine,
+        public_api_url=settings.public_api_url,
+        api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
+        secrets=SecretStore(settings),
+        temporal=client,
+        report_linger_s=3600,
+    )
+    workers = build_workers(client, settings, deps)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield client
+    finally:
+        for w in workers:
+            await w.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.dispose()
+
+
+class TestLostReports:
+    async def test_the_job_sweeps_its_records_and_finishes(
+        self, client: AsyncClient, worker: Client, settings: Settings
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(5))
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=SPINNER)
+        began = time.monotonic()
+        r = await client.post(
+            f"/api/v1/spinners/{spinner['id']}/run",
+            json={"table_id": table["id"]},
+            headers=admin.headers,
+        )
+        job_id = r.json()["id"]
+        job = await wait_job(client, admin, job_id, timeout=90)
+        assert job["status"] == "completed"
+        assert job["counts"]["completed"] == 5 and job["counts"]["total"] == 5
+        # Only a sweep could have told the job: no report left this worker.
+        assert time.monotonic() - began >= SWEEP_AFTER.total_seconds()
+
+        # What a sweep reports, record by record, against what the job believes.
+        engine = create_engine(settings.database_url)
+        try:
+            ids = await _record_ids(engine, job_id)
+            statuses = ["completed", "failed", "waiting", "running", "cancelled"]
+            async with engine.begin() as conn:
+                for rid, status in zip(ids, statuses, strict=True):
+                    await conn.execute(
+                        text("update record set status = :s where id = :id"),
+                        {"s": status, "id": rid},
+                    )
+            db = EngineDbActivities(engine, public_api_url=settings.public_api_url)
+            # The job believes the first three active and the last two waiting.
+            found = await ActivityEnvironment().run(
+                db.sweep_records, SweepInput(job_id, ids[:3], ids[3:])
+            )
+        finally:
+            await engine.dispose()
+        assert sorted(found.finished, key=lambda f: f.record_id) == [
+            RecordFinished(ids[0], "completed"),
+            RecordFinished(ids[1], "failed"),
+            RecordFinished(ids[4], "cancelled"),
+        ]
+        assert sorted(found.phases, key=lambda x: x.record_id) == [
+            RecordPhase(ids[2], "waiting"),
+            RecordPhase(ids[3], "active"),
+        ]
+
+
+async def _record_ids(engine: Any, job_id: str) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("select id from record where job_id = :j order by id"), {"j": job_id}
+        )
+        return [int(r[0]) for r in rows]
