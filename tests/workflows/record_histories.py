@@ -19,23 +19,19 @@ from typing import Any
 from httpx import ASGITransport, AsyncClient
 from temporalio.client import Client
 
-from activities import ActivityDeps
-from activities.http_client import ApiCaller
 from api.app import create_app
 from api.services.callbacks import sign
-from cxgear.db import create_engine
 from cxgear.migrate import migrate
 from cxgear.settings import Settings
 from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import free_port
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.temporal import EmbeddedTemporal
-from cxgear.temporal_client import connect_temporal
-from cxgear.vault import SecretStore
-from cxgear.worker import build_workers
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
 from tests.fakes.crm_api import running_crm
 from tests.workflows.history_payloads import payloads_in
+from tests.workflows.test_steps_and_triggers import callback_spinner
+from tests.workflows.workers import running_workers
 from workflows.job_workflow import job_workflow_id
 from workflows.record_workflow import record_workflow_id
 
@@ -53,57 +49,46 @@ async def save(client: Client, workflow_id: str, name: str) -> None:
 
 
 async def record(settings: Settings, suffix: str) -> None:
-    client = await connect_temporal(settings)
-    deps = ActivityDeps(
-        engine=create_engine(settings.database_url),
-        public_api_url=settings.public_api_url,
-        api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
-        secrets=SecretStore(settings),
-        temporal=client,
-    )
-    workers = build_workers(client, settings, deps)
-    tasks = [asyncio.create_task(w.run()) for w in workers]
+    async with running_workers(settings) as client:
+        await run_jobs(client, settings, suffix)
+
+
+async def run_jobs(client: Client, settings: Settings, suffix: str) -> None:
     app = create_app(settings)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = ASGITransport(app=app)
-            async with AsyncClient(transport=transport, base_url="http://rec") as c:
-                admin = await signup(c)
-                p = await project(c, admin)
-                table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(3))
-                crm = settings.http_allowed_hosts[0]
-                plain = await make_spinner(c, admin, project_id=p["id"], definition=four_steps(crm))
-                job = await run_job(c, admin, plain, table)
-                await wait_job(c, admin, job)
-                first = await first_record(c, admin, job)
-                await save(client, job_workflow_id(job), f"job_workflow_{suffix}")
-                await save(client, record_workflow_id(first), f"record_workflow_{suffix}")
-                waits = await make_spinner(c, admin, project_id=p["id"], definition=callback())
-                job = await run_job(c, admin, waits, table)
-                await wait_job(c, admin, job, until=("waiting",))
-                rid = await first_record(c, admin, job)
-                secret = (await c.get("/api/v1/callback-secret", headers=admin.headers)).json()
-                raw, ts = b'{"answer": "yes"}', int(time.time())
-                await c.post(
-                    f"/api/v1/public/callbacks/{rid}",
-                    content=raw,
-                    headers={
-                        "content-type": "application/json",
-                        "x-cxgear-timestamp": str(ts),
-                        "x-cxgear-signature": sign(secret["secret"], rid, ts, raw),
-                        "x-cxgear-event-id": "e1",
-                    },
-                )
-                await wait_job(c, admin, job, until=("completed", "waiting"), timeout=5)
-                await asyncio.sleep(2)
-                await save(client, record_workflow_id(rid), f"record_workflow_callback_{suffix}")
-                await c.post(f"/api/v1/jobs/{job}/cancel", headers=admin.headers)
-                await wait_job(c, admin, job)
-    finally:
-        for w in workers:
-            await w.shutdown()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await deps.engine.dispose()
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://rec") as c:
+            admin = await signup(c)
+            p = await project(c, admin)
+            table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(3))
+            crm = settings.http_allowed_hosts[0]
+            plain = await make_spinner(c, admin, project_id=p["id"], definition=four_steps(crm))
+            job = await run_job(c, admin, plain, table)
+            await wait_job(c, admin, job)
+            first = await first_record(c, admin, job)
+            await save(client, job_workflow_id(job), f"job_workflow_{suffix}")
+            await save(client, record_workflow_id(first), f"record_workflow_{suffix}")
+            waits = await make_spinner(c, admin, project_id=p["id"], definition=callback_spinner())
+            job = await run_job(c, admin, waits, table)
+            await wait_job(c, admin, job, until=("waiting",))
+            rid = await first_record(c, admin, job)
+            secret = (await c.get("/api/v1/callback-secret", headers=admin.headers)).json()
+            raw, ts = b'{"answer": "yes"}', int(time.time())
+            await c.post(
+                f"/api/v1/public/callbacks/{rid}",
+                content=raw,
+                headers={
+                    "content-type": "application/json",
+                    "x-cxgear-timestamp": str(ts),
+                    "x-cxgear-signature": sign(secret["secret"], rid, ts, raw),
+                    "x-cxgear-event-id": "e1",
+                },
+            )
+            await wait_job(c, admin, job, until=("completed", "waiting"), timeout=5)
+            await asyncio.sleep(2)
+            await save(client, record_workflow_id(rid), f"record_workflow_callback_{suffix}")
+            await c.post(f"/api/v1/jobs/{job}/cancel", headers=admin.headers)
+            await wait_job(c, admin, job)
 
 
 def four_steps(crm: str) -> dict[str, Any]:
@@ -118,22 +103,6 @@ def four_steps(crm: str) -> dict[str, Any]:
             },
             {"id": "tag", "type": "tag", "disposition": "Done", "next": "call"},
             {"id": "call", "type": "api_call", "method": "GET", "url": f"http://{crm}/c/1"},
-        ]
-    }
-
-
-def callback() -> dict[str, Any]:
-    return {
-        "steps": [
-            {
-                "id": "hold",
-                "type": "wait_for_callback",
-                "timeout": "1h",
-                "on_callback": "yes",
-                "on_timeout": "no",
-            },
-            {"id": "yes", "type": "tag", "disposition": "Replied {{callback.answer}}"},
-            {"id": "no", "type": "tag", "disposition": "No reply"},
         ]
     }
 

@@ -3,7 +3,6 @@ never arrive, the job finds its records' ends in PostgreSQL and still finishes w
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,15 +13,11 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities import ActivityDeps
 from activities.engine_db import EngineDbActivities
-from activities.http_client import ApiCaller
 from cxgear.db import create_engine
 from cxgear.settings import Settings
-from cxgear.temporal_client import connect_temporal
-from cxgear.vault import SecretStore
-from cxgear.worker import build_workers
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from tests.workflows.workers import running_workers
 from workflows.job_workflow import SWEEP_AFTER
 from workflows.types import RecordFinished, RecordPhase, SweepInput
 
@@ -37,25 +32,8 @@ SPINNER = {
 @pytest.fixture(scope="module")
 async def worker(settings: Settings) -> AsyncIterator[Client]:
     """A worker whose reports would only leave after an hour: the job never hears them."""
-    client = await connect_temporal(settings)
-    engine = create_engine(settings.database_url)
-    deps = ActivityDeps(
-        engine=engine,
-        public_api_url=settings.public_api_url,
-        api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
-        secrets=SecretStore(settings),
-        temporal=client,
-        report_linger_s=3600,
-    )
-    workers = build_workers(client, settings, deps)
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
+    async with running_workers(settings, report_linger_s=3600) as client:
         yield client
-    finally:
-        for w in workers:
-            await w.shutdown()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await engine.dispose()
 
 
 class TestLostReports:

@@ -331,30 +331,35 @@ class TestSchedules:
         ).status_code == 204
 
 
+async def start_day_long_waits(client: AsyncClient, settings: Any) -> tuple[Account, Any, str]:
+    """8 records in a window of two; the first five (amounts 0..40) wait a day."""
+    admin, p, table = await setup(client, 8)
+    definition = {
+        "steps": [
+            {
+                "id": "route",
+                "type": "decision",
+                "branches": [{"when": "amount < 50", "label": "later", "next": "pause"}],
+                "default": "done",
+            },
+            {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
+            {"id": "done", "type": "tag", "disposition": "Done"},
+        ]
+    }
+    spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+    original = settings.job_window
+    settings.job_window = 2
+    try:
+        return admin, table, await run(client, admin, spinner, table)
+    finally:
+        settings.job_window = original
+
+
 class TestWaitingLeavesTheWindow:
     async def test_day_long_waits_do_not_block_other_records(
         self, client: AsyncClient, worker: Client, settings: Any
     ) -> None:
-        admin, p, table = await setup(client, 8)
-        definition = {
-            "steps": [
-                {
-                    "id": "route",
-                    "type": "decision",
-                    "branches": [{"when": "amount < 50", "label": "later", "next": "pause"}],
-                    "default": "done",
-                },
-                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
-                {"id": "done", "type": "tag", "disposition": "Done"},
-            ]
-        }
-        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
-        original = settings.job_window
-        settings.job_window = 2
-        try:
-            job_id = await run(client, admin, spinner, table)
-        finally:
-            settings.job_window = original
+        admin, table, job_id = await start_day_long_waits(client, settings)
         # The first five records (amounts 0..40) wait a day; with a window of two, the last three
         # can only finish if waiting records leave the window.
         job = await wait_job(client, admin, job_id, until=("waiting",))
@@ -382,26 +387,7 @@ class TestWaitingLeavesTheWindow:
         self, client: AsyncClient, worker: Client, settings: Any
     ) -> None:
         """The embedded server skips time for executions that opt in: a 1-day wait ends at once."""
-        admin, p, table = await setup(client, 8)
-        definition = {
-            "steps": [
-                {
-                    "id": "route",
-                    "type": "decision",
-                    "branches": [{"when": "amount < 50", "label": "later", "next": "pause"}],
-                    "default": "done",
-                },
-                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
-                {"id": "done", "type": "tag", "disposition": "Done"},
-            ]
-        }
-        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
-        original = settings.job_window
-        settings.job_window = 2
-        try:
-            job_id = await run(client, admin, spinner, table)
-        finally:
-            settings.job_window = original
+        admin, table, job_id = await start_day_long_waits(client, settings)
         # On the real clock the five day-long waits leave the window and the other three finish.
         job = await wait_job(client, admin, job_id, until=("waiting",))
         assert (job["counts"]["waiting"], job["counts"]["completed"]) == (5, 3)
