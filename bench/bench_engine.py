@@ -27,12 +27,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from bench.baseline import BaselineParent, ParentInput
-from cxgear.migrate import migrate
 from cxgear.settings import Settings
-from cxgear.stack.openbao import EmbeddedOpenBao
-from cxgear.stack.ports import free_port
-from cxgear.stack.postgres import EmbeddedPostgres
-from cxgear.stack.temporal import EmbeddedTemporal
+from cxgear.stack.scratch import scratch_stack
 from cxgear.temporal_client import connect_temporal
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.crm_api import running_crm
@@ -239,37 +235,22 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
         state = Path(tmp)
-        pg = EmbeddedPostgres(state / "postgres", free_port())
-        temporal_log = state / "temporal.log"
-        temporal = EmbeddedTemporal(state / "temporal.db", free_port(), None, log_file=temporal_log)
-        bao = EmbeddedOpenBao(None, free_port(), dev=True)
-        pg.start()
-        temporal.start()
-        bao.start()
-        try:
-            migrate(pg.url)
-            settings = Settings(
-                environment="test",
-                database_url=pg.url,
-                temporal_address=temporal.address,
-                vault_address=bao.address,
-                vault_token=bao.token,
-                secret_key="bench-secret-key-0123456789-0123456789",
-                http_allowed_hosts=[crm.allowed],
-                task_queue_prefix=f"b{uuid.uuid4().hex[:6]}",
-            )
+        with scratch_stack(
+            state,
+            durable_temporal=True,
+            http_allowed_hosts=[crm.allowed],
+            task_queue_prefix=f"b{uuid.uuid4().hex[:6]}",
+        ) as stack:
+            settings, temporal = stack.settings, stack.temporal
             assert temporal.process is not None
             base = (
                 None
                 if args.no_baseline
                 else await baseline(settings, temporal.process.pid, args.records)
             )
-            assert pg.pid is not None
-            mine = await ours(settings, temporal.process.pid, pg.pid, args.records)
-        finally:
-            bao.stop()
-            temporal.stop()
-            pg.stop()
+            assert stack.postgres.pid is not None
+            mine = await ours(settings, temporal.process.pid, stack.postgres.pid, args.records)
+        temporal_log = temporal.log_file
         # The server warns (at warn level, which is what it logs) when a history nears its limits.
         history_warnings = sum(
             1

@@ -21,12 +21,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.services.callbacks import sign
-from cxgear.migrate import migrate
 from cxgear.settings import Settings
-from cxgear.stack.openbao import EmbeddedOpenBao
-from cxgear.stack.ports import free_port
-from cxgear.stack.postgres import EmbeddedPostgres
-from cxgear.stack.temporal import EmbeddedTemporal
+from cxgear.stack.scratch import scratch_stack
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
 from tests.fakes.crm_api import running_crm
 from tests.workflows.history_payloads import payloads_in
@@ -125,29 +121,11 @@ async def first_record(c: AsyncClient, admin: Any, job_id: str) -> int:
 
 def main(suffix: str) -> None:
     with tempfile.TemporaryDirectory(prefix="cxgear-histories-") as tmp, running_crm() as crm:
-        state = Path(tmp)
-        pg = EmbeddedPostgres(state / "postgres", free_port())
-        temporal = EmbeddedTemporal(None, free_port(), None, log_file=state / "temporal.log")
-        bao = EmbeddedOpenBao(None, free_port(), dev=True)
-        pg.start()
-        temporal.start()
-        bao.start()
-        try:
-            migrate(pg.url)
-            settings = Settings(
-                environment="test",
-                database_url=pg.url,
-                temporal_address=temporal.address,
-                vault_address=bao.address,
-                vault_token=bao.token,
-                secret_key="history-secret-key-0123456789-0123456789",
-                http_allowed_hosts=[crm.allowed],
-            )
-            asyncio.run(record(settings, suffix))
-        finally:
-            bao.stop()
-            temporal.stop()
-            pg.stop()
+        stack_ctx = scratch_stack(
+            Path(tmp), durable_temporal=False, http_allowed_hosts=[crm.allowed]
+        )
+        with stack_ctx as stack:
+            asyncio.run(record(stack.settings, suffix))
 
 
 if __name__ == "__main__":
