@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -36,6 +37,8 @@ from workflows.types import (
 )
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# The record's workflow closes a task after its end is written; its journey is archived after.
+JOURNEY_SETTLE = timedelta(seconds=2)
 
 
 def compile_plan(definition: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -177,10 +180,18 @@ class EngineDbActivities:
         disposition = inp.outputs.get("disposition")
         async with self.engine.begin() as conn:
             await conn.execute(
+                # The journey is queued for the worker's archiver in the same statement, so a
+                # closed record is never left without one once its history expires.
                 text(
-                    "update record set status = :status, outcomes = cast(:outcomes as jsonb),"
-                    " error = :error, failed_step = :failed_step, disposition = :disposition,"
-                    " ended_at = now() where id = :id"
+                    "with closed as (update record set status = :status,"
+                    " outcomes = cast(:outcomes as jsonb), error = :error,"
+                    " failed_step = :failed_step, disposition = :disposition, ended_at = now()"
+                    " where id = :id returning id, org_id, workflow_id)"
+                    " insert into journey_pending (record_id, org_id, workflow_id, due_at)"
+                    " select id, org_id, coalesce(workflow_id, 'rec-' || id), now() + :settle"
+                    " from closed"
+                    " on conflict (record_id) do update set workflow_id = excluded.workflow_id,"
+                    " due_at = excluded.due_at, tries = 0"
                 ),
                 {
                     "id": inp.record_id,
@@ -189,6 +200,7 @@ class EngineDbActivities:
                     "error": inp.error,
                     "failed_step": inp.failed_step,
                     "disposition": str(disposition)[:200] if disposition is not None else None,
+                    "settle": JOURNEY_SETTLE,
                 },
             )
         self._report(inp.job_workflow_id, RecordFinished(inp.record_id, inp.status))

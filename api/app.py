@@ -32,6 +32,7 @@ from api.routes import (
     vault,
     webhooks,
 )
+from api.services.journey_archive import archive_journeys
 from cxgear import __version__
 from cxgear.db import create_engine, session_factory
 from cxgear.log_privacy import quiet_http_loggers
@@ -95,9 +96,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = session_factory(engine)
         app.state.temporal = TemporalProvider(settings)
         app.state.secret_store = SecretStore(settings)
+        stop = asyncio.Event()
+        archiver = (
+            asyncio.create_task(archive_journeys(engine, app.state.temporal, stop))
+            if settings.archive_journeys
+            else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if archiver is not None:
+                await archiver
             await engine.dispose()
 
     app = FastAPI(

@@ -74,12 +74,32 @@ async def get_session(uow: UowDep) -> AsyncSession:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_temporal(request: Request) -> TemporalClient:
-    provider: Callable[[], Awaitable[TemporalClient]] = request.app.state.temporal
+TemporalProvider = Callable[[], Awaitable[TemporalClient]]
+
+
+def get_temporal_provider(request: Request) -> TemporalProvider:
+    """Connects when called, so a route that may not need Temporal only connects if it does."""
+    provider: TemporalProvider = request.app.state.temporal
+
+    async def connected() -> TemporalClient:
+        try:
+            return await provider()
+        except RuntimeError as exc:  # the SDK's connect failure
+            raise AppError(
+                "Temporal is not reachable; try again", "TEMPORAL_UNAVAILABLE", 503
+            ) from exc
+
+    return connected
+
+
+async def get_temporal(
+    provider: Annotated[TemporalProvider, Depends(get_temporal_provider)],
+) -> TemporalClient:
     return await provider()
 
 
 TemporalDep = Annotated[TemporalClient, Depends(get_temporal)]
+TemporalLazyDep = Annotated[TemporalProvider, Depends(get_temporal_provider)]
 
 
 def get_secret_store(request: Request) -> SecretStore:

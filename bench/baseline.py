@@ -1,5 +1,8 @@
 """The physical limit for the engine benchmark: bare parent/child workflows, same batching,
-four no-op (regular) activities per child. Run as a worker: `python -m bench.baseline ADDRESS QUEUE`."""
+four no-op (regular) activities per child. Run as a worker: `python -m bench.baseline ADDRESS QUEUE`.
+
+With `activities=0` the children do nothing but report: the server's floor for one child per
+record on this machine, which bounds any engine built on child workflows."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from temporalio.workflow import ParentClosePolicy
 class ChildInput:
     n: int
     parent_id: str
+    activities: int = 4
 
 
 @dataclass
@@ -31,6 +35,7 @@ class ParentInput:
     started: int = 0
     finished: int = 0
     active: int = 0
+    activities: int = 4
 
 
 @activity.defn
@@ -42,7 +47,7 @@ async def noop(n: int) -> int:
 class BaselineChild:
     @workflow.run
     async def run(self, inp: ChildInput) -> int:
-        for _ in range(4):
+        for _ in range(inp.activities):
             await workflow.execute_activity(
                 noop, inp.n, start_to_close_timeout=timedelta(seconds=30)
             )
@@ -79,6 +84,7 @@ class BaselineParent:
                         started,
                         self.finished,
                         self.active,
+                        inp.activities,
                     )
                 )
             await workflow.wait_condition(lambda: self.active < inp.window)
@@ -92,7 +98,7 @@ class BaselineParent:
                     *(
                         workflow.start_child_workflow(
                             BaselineChild.run,
-                            ChildInput(n, me),
+                            ChildInput(n, me, inp.activities),
                             id=f"{me}-c{n}",
                             task_queue=inp.task_queue,
                             parent_close_policy=ParentClosePolicy.ABANDON,

@@ -23,10 +23,12 @@ from typing import Any
 
 import psutil
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
 from temporalio.client import Client
 
 from api.app import create_app
 from bench.baseline import BaselineParent, ParentInput
+from cxgear.db import create_engine
 from cxgear.settings import Settings
 from cxgear.stack.scratch import scratch_stack
 from cxgear.temporal_client import connect_temporal
@@ -77,6 +79,34 @@ async def max_history(client: Client, workflow_id: str) -> int:
     async for wf in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
         largest = max(largest, wf.history_length or 0)
     return largest
+
+
+async def journeys_archived(
+    settings: Settings, job_id: str, records: int, *, timeout: float = 600
+) -> tuple[int, float]:
+    """Waits for the job's journey snapshots; returns how many there are and the wait in s."""
+    engine = create_engine(settings.database_url)
+    began = time.monotonic()
+    try:
+        while True:
+            async with engine.connect() as conn:
+                stored = int(
+                    (
+                        await conn.execute(
+                            text(
+                                "select count(*) from journey_snapshot s"
+                                " join record r on r.id = s.record_id where r.job_id = :job"
+                            ),
+                            {"job": job_id},
+                        )
+                    ).scalar_one()
+                )
+            waited = time.monotonic() - began
+            if stored >= records or waited > timeout:
+                return stored, round(waited, 1)
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()
 
 
 async def ours(
@@ -166,6 +196,8 @@ async def ours(
                 w1, t1, p1, m1 = wsample.cpu_ms(), tsample.cpu_ms(), psample.cpu_ms(), me.cpu_ms()
                 client = await connect_temporal(settings)
                 history = await max_history(client, job_workflow_id(job_id))
+                # The API archives journeys as records close; how far behind the job is it?
+                archived, archive_lag = await journeys_archived(settings, job_id, records)
         return {
             "records": records,
             "status": job["status"],
@@ -177,7 +209,10 @@ async def ours(
             "postgres_cpu_ms_per_record": round((p1 - p0) / records, 2),
             "api_and_loopback_crm_cpu_ms_per_record": round((m1 - m0) / records, 2),
             "worker_peak_rss_mb": round(wsample.peak_rss / 2**20, 1),
+            "temporal_peak_rss_mb": round(tsample.peak_rss / 2**20, 1),
             "largest_job_history_events": history,
+            "journeys_archived": archived,
+            "journeys_archived_s_after_job": archive_lag,
         }
     finally:
         for sampler in (wsample, tsample, psample, me):
@@ -186,7 +221,9 @@ async def ours(
         worker.wait(30)
 
 
-async def baseline(settings: Settings, temporal_pid: int, records: int) -> dict[str, Any]:
+async def baseline(
+    settings: Settings, temporal_pid: int, records: int, *, activities: int = 4
+) -> dict[str, Any]:
     queue = f"baseline-{uuid.uuid4().hex[:6]}"
     worker = subprocess.Popen(
         [sys.executable, "-m", "bench.baseline", settings.temporal_address, queue],
@@ -206,6 +243,7 @@ async def baseline(settings: Settings, temporal_pid: int, records: int) -> dict[
                 settings.job_batch,
                 queue,
                 per_run=settings.job_children_per_run,
+                activities=activities,
             ),
             id=f"baseline-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
@@ -232,6 +270,11 @@ async def main() -> None:
         action="store_true",
         help="scale run: only our job (records/s, CPU, RSS, history), no ratio",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time children that run no activity: the server's floor for a child per record",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
         state = Path(tmp)
@@ -248,6 +291,11 @@ async def main() -> None:
                 if args.no_baseline
                 else await baseline(settings, temporal.process.pid, args.records)
             )
+            floor = (
+                await baseline(settings, temporal.process.pid, args.records, activities=0)
+                if args.floor
+                else None
+            )
             assert stack.postgres.pid is not None
             mine = await ours(settings, temporal.process.pid, stack.postgres.pid, args.records)
         temporal_log = temporal.log_file
@@ -259,6 +307,8 @@ async def main() -> None:
         )
     figures: dict[str, Any] = {"benchmark": "engine", "ours": mine}
     mine["history_size_warnings"] = history_warnings
+    if floor is not None:
+        figures["floor_children_without_activities"] = floor
     if base is None:
         # Scale run: the bars are memory and history size, not speed.
         figures["targets"] = {"worker_peak_rss_mb": 500}

@@ -7,7 +7,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    # Statement errors would otherwise quote their parameters (contact data, outputs) into logs.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

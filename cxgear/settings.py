@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     job_window: int = 500
     job_batch: int = 50
     job_children_per_run: int = 2000
+    # The API process materialises closed records' journeys into PostgreSQL in the background.
+    archive_journeys: bool = True
 
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     session_ttl: timedelta = timedelta(hours=12)

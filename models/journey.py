@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey
 from sqlmodel import Field, SQLModel
 
 from models.base import PublicModel, created_field, jsonb_field, org_field, tz_field
@@ -22,6 +22,24 @@ class JourneySnapshot(SQLModel, table=True):
     org_id: uuid.UUID = org_field()
     journey: dict[str, Any] = jsonb_field(dict)
     created_at: datetime = created_field()
+
+
+class JourneyPending(SQLModel, table=True):
+    """A closed record whose journey the worker's archiver has still to materialise.
+
+    Queued in the transaction that writes the record's end; `due_at` is when to (re)try, so a
+    claim is a lease: an archiver that dies leaves the row to be claimed again.
+    """
+
+    __tablename__ = "journey_pending"
+
+    record_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("record.id", ondelete="CASCADE"), primary_key=True)
+    )
+    org_id: uuid.UUID = Field(foreign_key="organization.id", ondelete="CASCADE")
+    workflow_id: str = Field(max_length=300)
+    due_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False, index=True)
+    tries: int = 0
 
 
 class ActivityAttempt(SQLModel, table=True):

@@ -10,13 +10,13 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
-from api.deps import Allow, Principal, SessionDep, TemporalDep
+from api.deps import Allow, Principal, SessionDep, TemporalLazyDep
 from api.errors import AppError, not_found
 from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
-from api.services.journey import derive_journey
+from api.services.journey import attempt_counts, derive_journey
 from models.job import Job
-from models.journey import ActivityAttempt, JourneyPublic, JourneySnapshot
+from models.journey import JourneyPublic, JourneySnapshot
 from models.record import (
     TERMINAL_RECORD,
     Record,
@@ -171,19 +171,9 @@ async def get_record(record: ReadableRecord, session: SessionDep) -> RecordPubli
     return public.model_copy(update={"children": await record_children(session, record)})
 
 
-async def attempt_counts(session: SessionDep, workflow_id: str) -> dict[str, int]:
-    rows = await session.exec(
-        select(ActivityAttempt).where(ActivityAttempt.workflow_id == workflow_id)
-    )
-    out: dict[str, int] = {}
-    for row in rows:
-        out[row.activity_id] = max(out.get(row.activity_id, 0), row.attempt)
-    return out
-
-
 @router.get("/records/{record_id}/journey")
 async def record_journey(
-    record: ReadableRecord, session: SessionDep, temporal: TemporalDep
+    record: ReadableRecord, session: SessionDep, temporal: TemporalLazyDep
 ) -> JourneyPublic:
     assert record.id is not None
     # Children can arrive after the record closed (late callbacks): lineage is always live.
@@ -198,9 +188,8 @@ async def record_journey(
         raise AppError("The record has not started yet", "RECORD_PENDING", 409)
     wf_id = record.workflow_id or record_workflow_id(record.id)
     try:
-        journey = await derive_journey(
-            temporal, wf_id, record.id, await attempt_counts(session, wf_id)
-        )
+        attempts = await attempt_counts(await session.connection(), [wf_id])
+        journey = await derive_journey(await temporal(), wf_id, record.id, attempts.get(wf_id))
     except RPCError as exc:
         raise AppError("The record's history is not available", "HISTORY_UNAVAILABLE", 404) from exc
     if record.status in TERMINAL_RECORD and journey.status in TERMINAL_RECORD:

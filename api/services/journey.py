@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
@@ -101,6 +103,23 @@ def _cheap_steps(batch: dict[str, Any], attempts: int, ended: datetime) -> list[
             )
         )
     return found
+
+
+async def attempt_counts(
+    conn: AsyncConnection, workflow_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Per workflow, the highest attempt of each activity the attempt log holds."""
+    rows = await conn.execute(
+        text(
+            "select workflow_id, activity_id, max(attempt) from activity_attempt"
+            " where workflow_id = any(:ids) group by workflow_id, activity_id"
+        ),
+        {"ids": list(workflow_ids)},
+    )
+    out: dict[str, dict[str, int]] = {}
+    for wf_id, activity_id, attempt in rows:
+        out.setdefault(str(wf_id), {})[str(activity_id)] = int(attempt)
+    return out
 
 
 async def derive_journey(

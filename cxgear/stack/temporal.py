@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import subprocess
 import tempfile
@@ -37,6 +38,11 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 }
 
 PROBE_TIMEOUT = timedelta(seconds=2)
+
+# Go's collector runs when the heap doubles (GOGC=100); letting it grow to 5x its live size first
+# cut the server's CPU per record by ~14% in bench/bench_engine (3,000 records: 51 -> 44 CPU-ms) for a few
+# hundred MB of memory. An operator's own GOGC wins.
+GO_GC_PERCENT = "400"
 
 # One process serves every queue: a single partition per task queue lets each task match a waiting
 # poller directly instead of being spread over partitions and written to the store.
@@ -131,7 +137,8 @@ class EmbeddedTemporal:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting Temporal on %s (db %s)", self.address, self.db_file or "in memory")
-        self._proc = spawn(args, log_file=self.log_file)
+        env = {**os.environ, "GOGC": os.environ.get("GOGC", GO_GC_PERCENT)}
+        self._proc = spawn(args, log_file=self.log_file, env=env)
 
     def wait_ready(self, timeout: float = 60) -> None:
         if self._proc is None:

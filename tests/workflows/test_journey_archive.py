@@ -1,0 +1,117 @@
+"""Closed records' journeys are materialised into PostgreSQL without anyone reading them, so they
+outlive the workflow histories they were derived from."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from api.app import create_app
+from cxgear.db import create_engine
+from cxgear.settings import Settings
+from cxgear.stack.ports import free_port
+from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from tests.fakes.crm_api import FakeCrm
+from tests.workflows.test_engine import four_steps
+
+
+async def _scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar()
+
+
+async def _drained(engine: AsyncEngine, job_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while await _scalar(
+        engine,
+        "select count(*) from journey_pending p join record r on r.id = p.record_id"
+        " where r.job_id = :job",
+        job=job_id,
+    ):
+        assert time.monotonic() < deadline, "journeys still queued"
+        await asyncio.sleep(0.2)
+
+
+@asynccontextmanager
+async def api_without_temporal(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """The API pointed at a Temporal that is not there: only what PostgreSQL holds is served."""
+    app = create_app(
+        settings.model_copy(
+            update={"temporal_address": f"127.0.0.1:{free_port()}", "archive_journeys": False}
+        )
+    )
+    async with app.router.lifespan_context(app):
+        async with AsyncClient(
+            transport=ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            yield client
+
+
+class TestJourneyArchive:
+    async def test_journeys_are_archived_at_close_and_outlive_history(
+        self, client: AsyncClient, worker: Client, settings: Settings, crm: FakeCrm
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(12))
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=four_steps(crm))
+        r = await client.post(
+            f"/api/v1/spinners/{spinner['id']}/run",
+            json={"table_id": table["id"]},
+            headers=admin.headers,
+        )
+        job_id = r.json()["id"]
+        assert (await wait_job(client, admin, job_id, timeout=90))["status"] == "completed"
+        engine = create_engine(settings.database_url)
+        try:
+            await _drained(engine, job_id)
+            # Nobody has read a journey: the API's background archiver stored all twelve.
+            stored = await _scalar(
+                engine,
+                "select count(*) from journey_snapshot s join record r on r.id = s.record_id"
+                " where r.job_id = :job and jsonb_array_length(s.journey -> 'steps') = 4",
+                job=job_id,
+            )
+            assert stored == 12
+        finally:
+            await engine.dispose()
+
+        records = (
+            await client.get(f"/api/v1/jobs/{job_id}/records?limit=2", headers=admin.headers)
+        ).json()["data"]
+        rid = records[0]["id"]
+        # As after namespace retention: the record's history cannot be read.
+        other = records[1]["id"]
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("delete from journey_snapshot where record_id = :id"), {"id": other}
+                )
+        finally:
+            await engine.dispose()
+        async with api_without_temporal(settings) as cut_off:
+            journey = (
+                await cut_off.get(f"/api/v1/records/{rid}/journey", headers=admin.headers)
+            ).json()
+            # Without its snapshot, a journey needs Temporal: a clear 503, not a crash.
+            r = await cut_off.get(f"/api/v1/records/{other}/journey", headers=admin.headers)
+            assert r.status_code == 503
+            assert r.json()["errorCode"] == "TEMPORAL_UNAVAILABLE"
+        assert journey["source"] == "snapshot"
+        assert [s["label"] for s in journey["steps"]] == [
+            "log · logged",
+            "decision · branched",
+            "tag · tagged",
+            "api_call · api_called",
+        ]
+        assert journey["steps"][0]["messages"][0].startswith("Calling Contact")
+        assert journey["output"]["disposition"] in ("Big", "Small")
