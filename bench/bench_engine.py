@@ -315,6 +315,7 @@ async def main() -> None:
         figures["meets_targets"] = (
             mine["worker_peak_rss_mb"] <= 500
             and mine["completed"] == args.records
+            and mine["journeys_archived"] == args.records
             and history_warnings == 0
         )
     else:
