@@ -25,7 +25,7 @@ class JourneySnapshot(SQLModel, table=True):
 
 
 class JourneyPending(SQLModel, table=True):
-    """A closed record whose journey the worker's archiver has still to materialise.
+    """A closed record whose journey the API's archiver has still to materialise.
 
     Queued in the transaction that writes the record's end; `due_at` is when to (re)try, so a
     claim is a lease: an archiver that dies leaves the row to be claimed again.

@@ -150,6 +150,19 @@ async def make_spinner(
     return spinner
 
 
+async def run_now(
+    client: AsyncClient, account: Account, spinner: dict[str, Any], table: dict[str, Any]
+) -> str:
+    """Run now of a published spinner over a table; the new job's id."""
+    r = await client.post(
+        f"/api/v1/spinners/{spinner['id']}/run",
+        json={"table_id": table["id"]},
+        headers=account.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 async def wait_job(
     client: AsyncClient,
     account: Account,

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ProviderEvent,
         RecordFinished,
         RecordPhase,
+        RecordPlan,
         RecordStart,
         SendOutcome,
         StartRecordInput,
@@ -64,14 +65,20 @@ EXTERNAL_RETRY = RetryPolicy(
 )
 # Records started with `engine=RECORD_ENGINE` take today's paths without asking `patched()`: each
 # patch costs a marker and a search-attribute upsert (TemporalChangeVersion) per record. The
-# patches below only route records whose input predates the field (it decodes to 1).
-RECORD_ENGINE = 2
+# patches below only route records started by older code: an input that predates the field decodes
+# to 1; engine 2 fused the start and moved reports to activities; engine 3 ends a record stopped
+# before its plan was loaded (cancelled while starting, or its start failing) with a status.
+ENGINE_FUSED_START = 2
+ENGINE_ENDS_STOPPED_STARTS = 3
+RECORD_ENGINE = 3
 # Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
 BATCHED_CHEAP_STEPS = "batched-cheap-steps"
 SETTLED_CALLBACK_WAITS = "settled-callback-waits"
 # One local activity loads the record and runs its leading cheap steps, and the record's status
 # activities report to the job themselves (batched per worker) instead of the workflow signalling.
 FUSED_START_AND_REPORTS = "fused-start-and-job-reports"
+# A record cancelled or failing before its plan is loaded still writes its end (and reports it).
+ENDS_STOPPED_STARTS = "ends-records-stopped-at-start"
 # Status writes and job reports must outlast a Temporal or database restart, not fail the record.
 STATUS_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -202,44 +209,18 @@ class RecordWorkflow:
     @workflow.run
     async def run(self, inp: RecordInput) -> RecordResult:
         wf_id = workflow.info().workflow_id
-        if inp.delay_s > 0:
-            await workflow.sleep(timedelta(seconds=inp.delay_s))
-        self._current = inp.engine >= RECORD_ENGINE
-        self._reports_by_activity = self._current or workflow.patched(FUSED_START_AND_REPORTS)
         status, error, failed_step = "completed", None, None
-        if self._reports_by_activity:
-            started: RecordStart = await workflow.execute_local_activity_method(
-                EngineDbActivities.start_record,
-                StartRecordInput(
-                    inp.record_id,
-                    inp.spinner_version_id,
-                    wf_id,
-                    inp.job_id,
-                    workflow.now().isoformat(),
-                ),
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
-            )
-            plan = started.plan
-            outputs = dict(plan.outputs)
-            step_id: str | None = plan.start
-            if started.cheap is not None:
-                for done in started.cheap.results:
-                    outputs.update(done.outputs)
-                step_id = started.cheap.next
-                if started.cheap.error is not None:
-                    status, error = "failed", started.cheap.error
-                    failed_step, step_id = started.cheap.failed_step, None
-        else:
-            plan = await workflow.execute_local_activity_method(
-                EngineDbActivities.load_record,
-                LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
-            )
-            outputs = dict(plan.outputs)
-            step_id = plan.start
+        plan: RecordPlan | None = None
+        outputs: dict[str, Any] = {}
+        self._current = self._reports_by_activity = inp.engine >= ENGINE_FUSED_START
         try:
+            if inp.delay_s > 0:
+                await workflow.sleep(timedelta(seconds=inp.delay_s))
+            if not self._current:
+                self._reports_by_activity = workflow.patched(FUSED_START_AND_REPORTS)
+            plan, outputs, step_id, stopped = await self._start(inp, wf_id)
+            if stopped is not None:
+                status, error, failed_step = stopped
             while step_id is not None:
                 self._step = step_id
                 step = plan.steps[step_id]
@@ -273,11 +254,15 @@ class RecordWorkflow:
                 outputs.update(result.outputs)
                 step_id = result.next
         except (ActivityError, ApplicationError) as err:
+            if plan is None and not self._ends_when_stopped_at_start(inp):
+                raise
             if isinstance(err, ActivityError) and isinstance(err.cause, CancelledError):
                 status, error = "cancelled", "cancelled by operator"
             else:
                 status, error, failed_step = "failed", _failure_text(err), self._step
         except (asyncio.CancelledError, CancelledError):
+            if plan is None and not self._ends_when_stopped_at_start(inp):
+                raise
             status, error = "cancelled", "cancelled by operator"
         done_input = CompleteRecordInput(inp.record_id, status, outputs, error, failed_step)
         if self._reports_by_activity:
@@ -295,9 +280,48 @@ class RecordWorkflow:
             await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
                 SIGNAL_RECORD_FINISHED, RecordFinished(inp.record_id, status)
             )
-        if plan.supporting:
+        if plan is not None and plan.supporting:
             await self._start_supporting(inp)
         return RecordResult(status, outputs, error)
+
+    def _ends_when_stopped_at_start(self, inp: RecordInput) -> bool:
+        # Asked only on this path, so other records carry no marker for it.
+        return inp.engine >= ENGINE_ENDS_STOPPED_STARTS or workflow.patched(ENDS_STOPPED_STARTS)
+
+    async def _start(
+        self, inp: RecordInput, wf_id: str
+    ) -> tuple[RecordPlan, dict[str, Any], str | None, tuple[str, str, str | None] | None]:
+        """Loads the record (and, today, runs its leading cheap steps): the plan, the outputs so
+        far, the step to run next, and (status, error, failed step) if a cheap step failed."""
+        if not self._reports_by_activity:
+            plan: RecordPlan = await workflow.execute_local_activity_method(
+                EngineDbActivities.load_record,
+                LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
+                start_to_close_timeout=LOCAL,
+                retry_policy=LOCAL_RETRY,
+            )
+            return plan, dict(plan.outputs), plan.start, None
+        started: RecordStart = await workflow.execute_local_activity_method(
+            EngineDbActivities.start_record,
+            StartRecordInput(
+                inp.record_id,
+                inp.spinner_version_id,
+                wf_id,
+                inp.job_id,
+                workflow.now().isoformat(),
+            ),
+            start_to_close_timeout=LOCAL,
+            retry_policy=LOCAL_RETRY,
+        )
+        plan = started.plan
+        outputs = dict(plan.outputs)
+        if started.cheap is None:
+            return plan, outputs, plan.start, None
+        for done in started.cheap.results:
+            outputs.update(done.outputs)
+        if started.cheap.error is not None:
+            return plan, outputs, None, ("failed", started.cheap.error, started.cheap.failed_step)
+        return plan, outputs, started.cheap.next, None
 
     async def _start_supporting(self, inp: RecordInput) -> None:
         try:

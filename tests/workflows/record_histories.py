@@ -23,7 +23,15 @@ from api.app import create_app
 from api.services.callbacks import sign
 from cxgear.settings import Settings
 from cxgear.stack.scratch import scratch_stack
-from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from tests.builders import (
+    contacts_csv,
+    make_spinner,
+    make_table,
+    project,
+    run_now,
+    signup,
+    wait_job,
+)
 from tests.fakes.crm_api import running_crm
 from tests.workflows.history_payloads import payloads_in
 from tests.workflows.test_steps_and_triggers import callback_spinner
@@ -59,13 +67,13 @@ async def run_jobs(client: Client, settings: Settings, suffix: str) -> None:
             table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(3))
             crm = settings.http_allowed_hosts[0]
             plain = await make_spinner(c, admin, project_id=p["id"], definition=four_steps(crm))
-            job = await run_job(c, admin, plain, table)
+            job = await run_now(c, admin, plain, table)
             await wait_job(c, admin, job)
             first = await first_record(c, admin, job)
             await save(client, job_workflow_id(job), f"job_workflow_{suffix}")
             await save(client, record_workflow_id(first), f"record_workflow_{suffix}")
             waits = await make_spinner(c, admin, project_id=p["id"], definition=callback_spinner())
-            job = await run_job(c, admin, waits, table)
+            job = await run_now(c, admin, waits, table)
             await wait_job(c, admin, job, until=("waiting",))
             rid = await first_record(c, admin, job)
             secret = (await c.get("/api/v1/callback-secret", headers=admin.headers)).json()
@@ -101,17 +109,6 @@ def four_steps(crm: str) -> dict[str, Any]:
             {"id": "call", "type": "api_call", "method": "GET", "url": f"http://{crm}/c/1"},
         ]
     }
-
-
-async def run_job(
-    c: AsyncClient, admin: Any, spinner: dict[str, Any], table: dict[str, Any]
-) -> str:
-    r = await c.post(
-        f"/api/v1/spinners/{spinner['id']}/run",
-        json={"table_id": table["id"]},
-        headers=admin.headers,
-    )
-    return str(r.json()["id"])
 
 
 async def first_record(c: AsyncClient, admin: Any, job_id: str) -> int:

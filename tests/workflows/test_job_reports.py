@@ -16,7 +16,15 @@ from temporalio.testing import ActivityEnvironment
 from activities.engine_db import EngineDbActivities
 from cxgear.db import create_engine
 from cxgear.settings import Settings
-from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from tests.builders import (
+    contacts_csv,
+    make_spinner,
+    make_table,
+    project,
+    run_now,
+    signup,
+    wait_job,
+)
 from tests.workflows.workers import running_workers
 from workflows.job_workflow import SWEEP_AFTER
 from workflows.types import RecordFinished, RecordPhase, SweepInput
@@ -45,12 +53,7 @@ class TestLostReports:
         table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(5))
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=SPINNER)
         began = time.monotonic()
-        r = await client.post(
-            f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
-            headers=admin.headers,
-        )
-        job_id = r.json()["id"]
+        job_id = await run_now(client, admin, spinner, table)
         job = await wait_job(client, admin, job_id, timeout=90)
         assert job["status"] == "completed"
         assert job["counts"]["completed"] == 5 and job["counts"]["total"] == 5

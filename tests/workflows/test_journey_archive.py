@@ -18,7 +18,15 @@ from api.app import create_app
 from cxgear.db import create_engine
 from cxgear.settings import Settings
 from cxgear.stack.ports import free_port
-from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from tests.builders import (
+    contacts_csv,
+    make_spinner,
+    make_table,
+    project,
+    run_now,
+    signup,
+    wait_job,
+)
 from tests.fakes.crm_api import FakeCrm
 from tests.workflows.test_engine import four_steps
 
@@ -63,12 +71,7 @@ class TestJourneyArchive:
         p = await project(client, admin)
         table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(12))
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=four_steps(crm))
-        r = await client.post(
-            f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
-            headers=admin.headers,
-        )
-        job_id = r.json()["id"]
+        job_id = await run_now(client, admin, spinner, table)
         assert (await wait_job(client, admin, job_id, timeout=90))["status"] == "completed"
         engine = create_engine(settings.database_url)
         try:

@@ -14,7 +14,15 @@ from temporalio.client import Client
 from api.services.journey_archive import NOT_FOUND_TRIES, ArchiveRound, archive_due
 from cxgear.db import create_engine
 from cxgear.settings import Settings
-from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
+from tests.builders import (
+    contacts_csv,
+    make_spinner,
+    make_table,
+    project,
+    run_now,
+    signup,
+    wait_job,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +51,7 @@ class TestArchiveRounds:
             ]
         }
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=waits)
-        r = await client.post(
-            f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
-            headers=admin.headers,
-        )
-        job_id = r.json()["id"]
+        job_id = await run_now(client, admin, spinner, table)
         await wait_job(client, admin, job_id, until=("waiting",))
         engine = create_engine(settings.database_url)
 

@@ -22,6 +22,7 @@ from tests.builders import (
     make_spinner,
     make_table,
     project,
+    run_now,
     signup,
     wait_job,
 )
@@ -33,18 +34,6 @@ async def setup(client: AsyncClient, rows: int) -> tuple[Account, dict[str, Any]
     p = await project(client, admin)
     table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(rows))
     return admin, p, table
-
-
-async def run(
-    client: AsyncClient, admin: Account, spinner: dict[str, Any], table: dict[str, Any]
-) -> str:
-    r = await client.post(
-        f"/api/v1/spinners/{spinner['id']}/run",
-        json={"table_id": table["id"]},
-        headers=admin.headers,
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
 
 
 async def records_of(
@@ -72,7 +61,7 @@ class TestFunctionStep:
             ]
         }
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
-        job = await wait_job(client, admin, await run(client, admin, spinner, table))
+        job = await wait_job(client, admin, await run_now(client, admin, spinner, table))
         assert job["status"] == "completed"
         recs = await records_of(client, admin, job["id"])
         assert sorted(r["outcomes"]["double"] for r in recs) == [0, 20, 40]
@@ -93,7 +82,7 @@ class TestFunctionStep:
             ]
         }
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
-        job = await wait_job(client, admin, await run(client, admin, spinner, table))
+        job = await wait_job(client, admin, await run_now(client, admin, spinner, table))
         assert job["status"] == "failed"
         recs = await records_of(client, admin, job["id"])
         assert all("200 ms" in (r["error"] or "") for r in recs), recs
@@ -149,7 +138,7 @@ class TestWaitForCallback:
         spinner = await make_spinner(
             client, admin, project_id=p["id"], definition=callback_spinner()
         )
-        job_id = await run(client, admin, spinner, table)
+        job_id = await run_now(client, admin, spinner, table)
         job = await wait_job(client, admin, job_id, until=("waiting",))
         assert job["counts"]["waiting"] == 2
         secret = (await client.get("/api/v1/callback-secret", headers=admin.headers)).json()[
@@ -229,7 +218,7 @@ class TestJobControl:
         spinner = await make_spinner(
             client, admin, project_id=p["id"], definition=callback_spinner()
         )
-        job_id = await run(client, admin, spinner, table)
+        job_id = await run_now(client, admin, spinner, table)
         await wait_job(client, admin, job_id, until=("waiting",))
         r = await client.post(f"/api/v1/jobs/{job_id}/pause", headers=admin.headers)
         assert r.status_code == 200
@@ -262,7 +251,7 @@ class TestContinueAsNew:
         original = settings.job_children_per_run
         settings.job_children_per_run = 5
         try:
-            job_id = await run(client, admin, spinner, table)
+            job_id = await run_now(client, admin, spinner, table)
         finally:
             settings.job_children_per_run = original
         job = await wait_job(client, admin, job_id)
@@ -350,7 +339,7 @@ async def start_day_long_waits(client: AsyncClient, settings: Any) -> tuple[Acco
     original = settings.job_window
     settings.job_window = 2
     try:
-        return admin, table, await run(client, admin, spinner, table)
+        return admin, table, await run_now(client, admin, spinner, table)
     finally:
         settings.job_window = original
 

@@ -14,8 +14,8 @@ from activities.supporting import SupportingActivities
 from cxgear.db import create_engine
 from cxgear.settings import Settings
 from cxgear.worker import task_queues
-from tests.builders import Account, make_spinner, wait_job
-from tests.workflows.test_steps_and_triggers import post_callback, records_of, run, setup
+from tests.builders import Account, make_spinner, run_now, wait_job
+from tests.workflows.test_steps_and_triggers import post_callback, records_of, setup
 from workflows.types import StartSupportingInput
 
 RETRY_WHEN_AMOUNT = {
@@ -96,7 +96,7 @@ class TestRetryLinks:
             max_attempts=2,
         )
         assert r.status_code == 201, r.text
-        job = await wait_job(client, admin, await run(client, admin, parent, table))
+        job = await wait_job(client, admin, await run_now(client, admin, parent, table))
         assert job["status"] == "completed"
         assert job["counts"]["total"] == 2  # children are not counted in the parent's job
         recs = {r["disposition"]: r for r in await records_of(client, admin, job["id"])}
@@ -151,7 +151,7 @@ class TestRetryLinks:
             client, admin, parent, child, kind="retry", condition='disposition == "Retry"'
         )
         assert r.status_code == 201, r.text
-        job = await wait_job(client, admin, await run(client, admin, parent, table))
+        job = await wait_job(client, admin, await run_now(client, admin, parent, table))
         retried = next(
             r for r in await records_of(client, admin, job["id"]) if r["disposition"] == "Retry"
         )
@@ -208,7 +208,7 @@ class TestCallbackLinks:
         )
         r = await link(client, admin, parent, child, kind="callback", event="escalate")
         assert r.status_code == 201, r.text
-        job_id = await run(client, admin, parent, table)
+        job_id = await run_now(client, admin, parent, table)
         await wait_job(client, admin, job_id, until=("waiting",))
         rec = (await records_of(client, admin, job_id))[0]
         secret = (await client.get("/api/v1/callback-secret", headers=admin.headers)).json()[

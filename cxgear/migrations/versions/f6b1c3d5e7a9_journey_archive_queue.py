@@ -1,4 +1,4 @@
-"""journey archive queue: closed records whose journey the worker has still to materialise
+"""journey archive queue: closed records whose journey the API has still to materialise
 
 Revision ID: f6b1c3d5e7a9
 Revises: e4f9a2b3c8d0
