@@ -163,6 +163,17 @@ async def run_now(
     return str(r.json()["id"])
 
 
+async def start_job(
+    client: AsyncClient, definition: dict[str, Any], rows: int
+) -> tuple[Account, str]:
+    """A new organization runs a published spinner over `rows` contacts: (admin, job id)."""
+    admin = await signup(client)
+    p = await project(client, admin)
+    table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(rows))
+    spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+    return admin, await run_now(client, admin, spinner, table)
+
+
 async def wait_job(
     client: AsyncClient,
     account: Account,

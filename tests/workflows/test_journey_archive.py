@@ -18,15 +18,7 @@ from api.app import create_app
 from cxgear.db import create_engine
 from cxgear.settings import Settings
 from cxgear.stack.ports import free_port
-from tests.builders import (
-    contacts_csv,
-    make_spinner,
-    make_table,
-    project,
-    run_now,
-    signup,
-    wait_job,
-)
+from tests.builders import start_job, wait_job
 from tests.fakes.crm_api import FakeCrm
 from tests.workflows.test_engine import four_steps
 
@@ -67,11 +59,7 @@ class TestJourneyArchive:
     async def test_journeys_are_archived_at_close_and_outlive_history(
         self, client: AsyncClient, worker: Client, settings: Settings, crm: FakeCrm
     ) -> None:
-        admin = await signup(client)
-        p = await project(client, admin)
-        table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(12))
-        spinner = await make_spinner(client, admin, project_id=p["id"], definition=four_steps(crm))
-        job_id = await run_now(client, admin, spinner, table)
+        admin, job_id = await start_job(client, four_steps(crm), 12)
         assert (await wait_job(client, admin, job_id, timeout=90))["status"] == "completed"
         engine = create_engine(settings.database_url)
         try:

@@ -14,15 +14,8 @@ from temporalio.client import Client
 from api.services.journey_archive import NOT_FOUND_TRIES, ArchiveRound, archive_due
 from cxgear.db import create_engine
 from cxgear.settings import Settings
-from tests.builders import (
-    contacts_csv,
-    make_spinner,
-    make_table,
-    project,
-    run_now,
-    signup,
-    wait_job,
-)
+from tests.builders import start_job, wait_job
+from tests.workflows.test_steps_and_triggers import callback_spinner
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +28,7 @@ class TestArchiveRounds:
     async def test_open_and_missing_histories_wait_then_a_lost_one_is_dropped(
         self, client: AsyncClient, worker: Client, settings: Settings
     ) -> None:
-        admin = await signup(client)
-        p = await project(client, admin)
-        table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(2))
-        waits = {
-            "steps": [
-                {
-                    "id": "hold",
-                    "type": "wait_for_callback",
-                    "timeout": "1h",
-                    "on_callback": "done",
-                    "on_timeout": "done",
-                },
-                {"id": "done", "type": "tag", "disposition": "Done"},
-            ]
-        }
-        spinner = await make_spinner(client, admin, project_id=p["id"], definition=waits)
-        job_id = await run_now(client, admin, spinner, table)
+        admin, job_id = await start_job(client, callback_spinner(), 2)
         await wait_job(client, admin, job_id, until=("waiting",))
         engine = create_engine(settings.database_url)
 

@@ -12,42 +12,18 @@ from temporalio.client import Client
 
 from cxgear.db import create_engine
 from cxgear.settings import TASK_QUEUES, Settings
-from tests.builders import (
-    contacts_csv,
-    make_spinner,
-    make_table,
-    project,
-    run_now,
-    signup,
-    wait_job,
-)
+from tests.builders import start_job, wait_job
+from tests.workflows.test_steps_and_triggers import callback_spinner
 from tests.workflows.workers import running_workers
 from workflows.record_workflow import RECORD_ENGINE, RecordInput, RecordResult, RecordWorkflow
 from workflows.types import TaskQueues
-
-HOLD = {
-    "steps": [
-        {
-            "id": "hold",
-            "type": "wait_for_callback",
-            "timeout": "1h",
-            "on_callback": "done",
-            "on_timeout": "done",
-        },
-        {"id": "done", "type": "tag", "disposition": "Done"},
-    ]
-}
 
 
 async def _parked_records(
     client: AsyncClient, worker: Client, settings: Settings, n: int
 ) -> tuple[str, str, list[int]]:
     """Records that exist (with their job) but no workflow runs for: (job, version, ids)."""
-    admin = await signup(client)
-    p = await project(client, admin)
-    table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(n))
-    spinner = await make_spinner(client, admin, project_id=p["id"], definition=HOLD)
-    job_id = await run_now(client, admin, spinner, table)
+    admin, job_id = await start_job(client, callback_spinner(), n)
     await wait_job(client, admin, job_id, until=("waiting",))
     engine = create_engine(settings.database_url)
     try:
