@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import text
 from sqlmodel import col, select
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Allow, Principal, SessionDep, TemporalLazyDep
 from api.errors import AppError, not_found
@@ -191,7 +191,11 @@ async def record_journey(
         attempts = await attempt_counts(await session.connection(), [wf_id])
         journey = await derive_journey(await temporal(), wf_id, record.id, attempts.get(wf_id))
     except RPCError as exc:
-        raise AppError("The record's history is not available", "HISTORY_UNAVAILABLE", 404) from exc
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise AppError(
+                "The record's history is not available", "HISTORY_UNAVAILABLE", 404
+            ) from exc
+        raise AppError("Temporal is not reachable; try again", "TEMPORAL_UNAVAILABLE", 503) from exc
     if record.status in TERMINAL_RECORD and journey.status in TERMINAL_RECORD:
         # Materialised once closed, so the journey outlives namespace retention.
         session.add(

@@ -78,17 +78,9 @@ class TestJourneyArchive:
         records = (
             await client.get(f"/api/v1/jobs/{job_id}/records?limit=2", headers=admin.headers)
         ).json()["data"]
-        rid = records[0]["id"]
+        rid, other = records[0]["id"], records[1]["id"]
+        await _forget_journey(settings, other)
         # As after namespace retention: the record's history cannot be read.
-        other = records[1]["id"]
-        engine = create_engine(settings.database_url)
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(
-                    text("delete from journey_snapshot where record_id = :id"), {"id": other}
-                )
-        finally:
-            await engine.dispose()
         async with api_without_temporal(settings) as cut_off:
             journey = (
                 await cut_off.get(f"/api/v1/records/{rid}/journey", headers=admin.headers)
@@ -106,3 +98,26 @@ class TestJourneyArchive:
         ]
         assert journey["steps"][0]["messages"][0].startswith("Calling Contact")
         assert journey["output"]["disposition"] in ("Big", "Small")
+
+        # Neither a snapshot nor a history (retention ran out before any archiving): a clear 404.
+        await _forget_journey(settings, other, workflow_id=f"rec-{other}-expired")
+        r = await client.get(f"/api/v1/records/{other}/journey", headers=admin.headers)
+        assert r.status_code == 404
+        assert r.json()["errorCode"] == "HISTORY_UNAVAILABLE"
+
+
+async def _forget_journey(settings: Settings, record_id: int, *, workflow_id: str = "") -> None:
+    """Drops the record's snapshot (and, given one, points it at a workflow that never ran)."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("delete from journey_snapshot where record_id = :id"), {"id": record_id}
+            )
+            if workflow_id:
+                await conn.execute(
+                    text("update record set workflow_id = :wf where id = :id"),
+                    {"wf": workflow_id, "id": record_id},
+                )
+    finally:
+        await engine.dispose()
