@@ -448,7 +448,10 @@ class SupportingActivities:
                 start_signal=SIGNAL_STARTED_BY,
                 start_signal_args=[child.signal],
                 search_attributes=record_search_attributes(
-                    child.job_id, child.project_id, child.spinner_version
+                    child.job_id,
+                    child.project_id,
+                    child.spinner_version,
+                    status="waiting" if child.delay_s > 0 else "running",
                 ),
             )
         except WorkflowAlreadyStartedError:

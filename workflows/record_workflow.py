@@ -77,6 +77,8 @@ SETTLED_CALLBACK_WAITS = "settled-callback-waits"
 # One local activity loads the record and runs its leading cheap steps, and the record's status
 # activities report to the job themselves (batched per worker) instead of the workflow signalling.
 FUSED_START_AND_REPORTS = "fused-start-and-job-reports"
+# Asked only by records that start with a delay: their status reads "waiting" until it is over.
+RUNNING_AFTER_DELAY = "running-after-delay"
 # A record cancelled or failing before its plan is loaded still writes its end (and reports it).
 ENDS_STOPPED_STARTS = "ends-records-stopped-at-start"
 # Status writes and job reports must outlast a Temporal or database restart, not fail the record.
@@ -117,13 +119,15 @@ def record_workflow_id(record_id: int) -> str:
     return f"rec-{record_id}"
 
 
-def record_search_attributes(job_id: str, project_id: str, version: int) -> TypedSearchAttributes:
+def record_search_attributes(
+    job_id: str, project_id: str, version: int, *, status: str = "running"
+) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(CX_JOB_ID, job_id),
             SearchAttributePair(CX_PROJECT_ID, project_id),
             SearchAttributePair(CX_SPINNER_VERSION, version),
-            SearchAttributePair(CX_RECORD_STATUS, "running"),
+            SearchAttributePair(CX_RECORD_STATUS, status),
         ]
     )
 
@@ -215,7 +219,10 @@ class RecordWorkflow:
         self._current = self._reports_by_activity = inp.engine >= ENGINE_FUSED_START
         try:
             if inp.delay_s > 0:
+                # Started as "waiting" (a supporting record's delay); running once it is over.
                 await workflow.sleep(timedelta(seconds=inp.delay_s))
+                if workflow.patched(RUNNING_AFTER_DELAY):
+                    workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("running")])
             if not self._current:
                 self._reports_by_activity = workflow.patched(FUSED_START_AND_REPORTS)
             plan, outputs, step_id, stopped = await self._start(inp, wf_id)

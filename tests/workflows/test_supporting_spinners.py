@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,6 +131,12 @@ class TestRetryLinks:
         assert j1["parent_record_id"] == retried["id"]
         labels = [s["label"] for s in j1["steps"]]
         assert labels[:2] == ["started_by · received", "timer · fired"]  # the 2s delay
+        # Ops filtering on CxRecordStatus see the delayed child waiting, then running.
+        assert await record_statuses(worker, j1["workflow_id"]) == [
+            "waiting",
+            "running",
+            "completed",
+        ]
         assert "supporting · started" in labels
         j2 = await journey(client, admin, second["record_id"])
         assert j2["workflow_id"] == f"rec-{retried['id']}-retry-2"
@@ -301,3 +308,19 @@ class TestGuards:
         assert gone.status_code == 204
         listed = await client.get(f"/api/v1/spinners/{parent['id']}/links", headers=admin.headers)
         assert listed.json()["count"] == 0
+
+
+async def record_statuses(client: Client, workflow_id: str) -> list[str]:
+    """CxRecordStatus as the record started and as each upsert set it, from its history."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    found = []
+    for event in history.events:
+        if event.HasField("workflow_execution_started_event_attributes"):
+            fields = event.workflow_execution_started_event_attributes.search_attributes
+        elif event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        else:
+            continue
+        if "CxRecordStatus" in fields.indexed_fields:
+            found.append(json.loads(fields.indexed_fields["CxRecordStatus"].data))
+    return found
