@@ -180,7 +180,7 @@ class EngineDbActivities:
         disposition = inp.outputs.get("disposition")
         async with self.engine.begin() as conn:
             await conn.execute(
-                # The journey is queued for the worker's archiver in the same statement, so a
+                # The journey is queued for the API's archiver in the same statement, so a
                 # closed record is never left without one once its history expires.
                 text(
                     "with closed as (update record set status = :status,"

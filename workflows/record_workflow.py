@@ -161,6 +161,18 @@ def _failure_text(err: BaseException) -> str:
     return str(cause)
 
 
+def _absorb(
+    batch: CheapResults, outputs: dict[str, Any]
+) -> tuple[str | None, tuple[str, str, str | None] | None]:
+    """Merges a cheap batch's outputs; the step to run next, or (status, error, step) if one
+    of its steps failed (then nothing runs next)."""
+    for done in batch.results:
+        outputs.update(done.outputs)
+    if batch.error is not None:
+        return None, ("failed", batch.error, batch.failed_step)
+    return batch.next, None
+
+
 @workflow.defn(sandboxed=False)
 class RecordWorkflow:
     def __init__(self) -> None:
@@ -250,12 +262,9 @@ class RecordWorkflow:
                         start_to_close_timeout=LOCAL,
                         retry_policy=LOCAL_RETRY,
                     )
-                    for done in batch.results:
-                        outputs.update(done.outputs)
-                    if batch.error is not None:
-                        status, error, failed_step = "failed", batch.error, batch.failed_step
-                        break
-                    step_id = batch.next
+                    step_id, stopped = _absorb(batch, outputs)
+                    if stopped is not None:
+                        status, error, failed_step = stopped
                     continue
                 result = await self._run_step(inp, run)
                 outputs.update(result.outputs)
@@ -324,11 +333,7 @@ class RecordWorkflow:
         outputs = dict(plan.outputs)
         if started.cheap is None:
             return plan, outputs, plan.start, None
-        for done in started.cheap.results:
-            outputs.update(done.outputs)
-        if started.cheap.error is not None:
-            return plan, outputs, None, ("failed", started.cheap.error, started.cheap.failed_step)
-        return plan, outputs, started.cheap.next, None
+        return plan, outputs, *_absorb(started.cheap, outputs)
 
     async def _start_supporting(self, inp: RecordInput) -> None:
         try:

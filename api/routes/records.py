@@ -14,7 +14,7 @@ from api.deps import Allow, Principal, SessionDep, TemporalLazyDep
 from api.errors import AppError, not_found
 from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
-from api.services.journey import attempt_counts, derive_journey
+from api.services.journey import attempt_counts, derive_journey, store_snapshots
 from models.job import Job
 from models.journey import JourneyPublic, JourneySnapshot
 from models.record import (
@@ -197,10 +197,6 @@ async def record_journey(
             ) from exc
         raise AppError("Temporal is not reachable; try again", "TEMPORAL_UNAVAILABLE", 503) from exc
     if record.status in TERMINAL_RECORD and journey.status in TERMINAL_RECORD:
-        # Materialised once closed, so the journey outlives namespace retention.
-        session.add(
-            JourneySnapshot(
-                record_id=record.id, org_id=record.org_id, journey=journey.model_dump(mode="json")
-            )
-        )
+        # Read before the archiver got to it: stored now (the archiver's later write is the same).
+        await store_snapshots(await session.connection(), [(record.id, record.org_id, journey)])
     return journey.model_copy(update=lineage)

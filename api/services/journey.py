@@ -122,6 +122,30 @@ async def attempt_counts(
     return out
 
 
+async def store_snapshots(
+    conn: AsyncConnection, journeys: Sequence[tuple[int, Any, JourneyPublic]]
+) -> None:
+    """Stores (record id, org id, journey) as the records' snapshots, replacing older ones.
+
+    A record re-driven meanwhile is running again: its old journey is not stored.
+    """
+    if not journeys:
+        return
+    await conn.execute(
+        text(
+            "insert into journey_snapshot (record_id, org_id, journey, created_at)"
+            " select :id, :org, cast(:journey as jsonb), now() from record r"
+            " where r.id = :id and r.status in ('completed', 'failed', 'cancelled')"
+            " on conflict (record_id) do update set journey = excluded.journey,"
+            " created_at = excluded.created_at"
+        ),
+        [
+            {"id": rid, "org": org, "journey": json.dumps(j.model_dump(mode="json"))}
+            for rid, org, j in journeys
+        ],
+    )
+
+
 async def derive_journey(
     client: Client, workflow_id: str, record_id: int, attempts: dict[str, int] | None = None
 ) -> JourneyPublic:

@@ -9,7 +9,6 @@ from the record's history and stores it as the record's snapshot.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.services.journey import attempt_counts, derive_journey
+from api.services.journey import attempt_counts, derive_journey, store_snapshots
 from models.journey import JourneyPublic
 from models.record import TERMINAL_RECORD
 
@@ -99,9 +98,7 @@ async def archive_due(
     for row, result in zip(claimed, results, strict=True):
         key = {"id": row.record_id, "tries": row.tries}
         if isinstance(result, JourneyPublic):
-            done.append(
-                {**key, "org": row.org_id, "journey": json.dumps(result.model_dump(mode="json"))}
-            )
+            done.append({**key, "org": row.org_id, "journey": result})
         elif (
             isinstance(result, RPCError)
             and result.status == RPCStatusCode.NOT_FOUND
@@ -114,18 +111,7 @@ async def archive_due(
             later.append({**key, "delay": _retry_delay(row.tries)})
 
     async with engine.begin() as conn:
-        if done:
-            # A record re-driven meanwhile is running again: its old journey is not stored.
-            await conn.execute(
-                text(
-                    "insert into journey_snapshot (record_id, org_id, journey, created_at)"
-                    " select :id, :org, cast(:journey as jsonb), now() from record r"
-                    " where r.id = :id and r.status in ('completed', 'failed', 'cancelled')"
-                    " on conflict (record_id) do update set journey = excluded.journey,"
-                    " created_at = excluded.created_at"
-                ),
-                done,
-            )
+        await store_snapshots(conn, [(k["id"], k["org"], k["journey"]) for k in done])
         if done or gone:
             # A row queued again since the claim (a re-driven record closed again) has its tries
             # reset and stays for the next round.

@@ -40,8 +40,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 PROBE_TIMEOUT = timedelta(seconds=2)
 
 # Go's collector runs when the heap doubles (GOGC=100); letting it grow to 5x its live size first
-# cut the server's CPU per record by ~14% in bench/bench_engine (3,000 records: 51 -> 44 CPU-ms) for a few
-# hundred MB of memory. An operator's own GOGC wins.
+# cut the server's CPU per record by ~14% in bench/bench_engine (3,000 records: 51 -> 44 CPU-ms)
+# for a few hundred MB of memory. An operator's own GOGC wins.
 GO_GC_PERCENT = "400"
 
 # One process serves every queue: a single partition per task queue lets each task match a waiting
