@@ -19,7 +19,7 @@ from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
 from activities.steps import StepActivities
 from activities.supporting import SupportingActivities
-from cxgear.vault import SecretStore
+from infra.vault import SecretStore
 
 
 @dataclass

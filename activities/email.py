@@ -27,8 +27,8 @@ from activities.messaging import (
     read_credentials,
 )
 from activities.steps import render
-from cxgear.providers import sendgrid_client
-from cxgear.vault import SecretStore
+from infra.providers import sendgrid_client
+from infra.vault import SecretStore
 from models.channel import normalize_email
 from models.send_ledger import (
     LedgerRow,
@@ -39,7 +39,7 @@ from models.send_ledger import (
     mark_send,
     mask_address,
 )
-from workflows.types import StepResult, StepRun
+from workflows.contracts import StepResult, StepRun
 
 SENDGRID_TIMEOUT_S = 15.0
 

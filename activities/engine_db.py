@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.job_reports import JobReporter
 from activities.steps import CHEAP_STEP_TYPES, StepActivities
 from models.spinner_definition import SpinnerDefinition, parse_duration
-from workflows.types import (
+from workflows.contracts import (
     SEND_STEP_TYPES,
     CheapRun,
     CompleteRecordInput,

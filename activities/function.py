@@ -6,7 +6,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.function_sandbox import FunctionCall, run_function_async
-from workflows.types import StepResult, StepRun
+from workflows.contracts import StepResult, StepRun
 
 
 class FunctionActivities:

@@ -19,8 +19,8 @@ from activities.http_client import (
     UpstreamHttpError,
 )
 from activities.steps import render
-from cxgear.vault import SecretNotFound, SecretStore, VaultUnavailable
-from workflows.types import StepResult, StepRun
+from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
+from workflows.contracts import StepResult, StepRun
 
 
 class HttpActivities:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from activities.http_guard import (
+from infra.http_guard import (
     AddressGuard,
     BlockedAddressError,
     GuardedTransport,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.types import SIGNAL_RECORDS_REPORTED, RecordFinished, RecordPhase, RecordReports
+from workflows.contracts import SIGNAL_RECORDS_REPORTED, RecordFinished, RecordPhase, RecordReports
 
 log = logging.getLogger("cxgear.job_reports")
 

@@ -32,9 +32,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.steps import render
-from cxgear.providers import openai_client
-from cxgear.vault import SecretNotFound, SecretStore, VaultUnavailable
-from workflows.types import StepResult, StepRun
+from infra.providers import openai_client
+from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
+from workflows.contracts import StepResult, StepRun
 
 Messages = list[ChatCompletionMessageParam]
 

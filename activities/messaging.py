@@ -23,8 +23,8 @@ from temporalio.exceptions import ApplicationError
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
 from activities.steps import render
-from cxgear.providers import twilio_client
-from cxgear.vault import SecretNotFound, SecretStore, VaultUnavailable
+from infra.providers import twilio_client
+from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
 from models.channel import WHATSAPP_PREFIX, Channel
 from models.do_not_contact import is_do_not_contact
 from models.integration import Integration
@@ -40,7 +40,7 @@ from models.send_ledger import (
     mark_send,
     mask_address,
 )
-from workflows.types import StepResult, StepRun
+from workflows.contracts import StepResult, StepRun
 
 STATUS_PATH = "/api/v1/webhooks/twilio/status"
 # Clock skew between us and the provider when looking for a send a dead attempt made.

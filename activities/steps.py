@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from models.expressions import ExpressionError, compile_expression
 from models.spinner_definition import parse_duration
 from models.templating import TemplateError, render_template
-from workflows.types import CheapResults, CheapRun, SendOutcome, StepResult, StepRun
+from workflows.contracts import CheapResults, CheapRun, SendOutcome, StepResult, StepRun
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHEAP_STEP_TYPES = frozenset({"log", "tag", "decision"})

@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from models.expressions import ExpressionError, compile_expression
 from models.spinner_link import delay_seconds
-from workflows.types import (
+from workflows.contracts import (
     SIGNAL_STARTED_BY,
     StartSupportingInput,
     StepResult,

@@ -33,12 +33,12 @@ from api.routes import (
     webhooks,
 )
 from api.services.journey_archive import archive_journeys
-from cxgear import __version__
-from cxgear.db import create_engine, session_factory
-from cxgear.log_privacy import quiet_http_loggers
-from cxgear.settings import Settings, get_settings
-from cxgear.temporal_client import connect_temporal
-from cxgear.vault import SecretStore, VaultUnavailable
+from infra import __version__
+from infra.db import create_engine, session_factory
+from infra.log_privacy import quiet_http_loggers
+from infra.settings import Settings, get_settings
+from infra.temporal_client import connect_temporal
+from infra.vault import SecretStore, VaultUnavailable
 
 UPLOAD_SUFFIXES = ("/import", "/append")
 

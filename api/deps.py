@@ -15,9 +15,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
 from api.errors import AppError, forbidden
-from cxgear.security import API_KEY_PREFIX, token_hash
-from cxgear.settings import Settings
-from cxgear.vault import SecretStore
+from infra.security import API_KEY_PREFIX, token_hash
+from infra.settings import Settings
+from infra.vault import SecretStore
 from models.api_key import ApiKey
 from models.organization import Organization
 from models.permissions import grants

@@ -28,10 +28,10 @@ from temporalio.client import Client
 
 from api.app import create_app
 from bench.baseline import BaselineParent, ParentInput
-from cxgear.db import create_engine
-from cxgear.settings import Settings
 from cxgear.stack.scratch import scratch_stack
-from cxgear.temporal_client import connect_temporal
+from infra.db import create_engine
+from infra.settings import Settings
+from infra.temporal_client import connect_temporal
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.crm_api import running_crm
 from workflows.job_workflow import job_workflow_id

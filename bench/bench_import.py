@@ -37,10 +37,10 @@ import psutil
 import psycopg
 
 from api.services.csv_import import copy_text, row_template
-from cxgear.db import libpq_url
 from cxgear.migrate import migrate
 from cxgear.stack.ports import free_port
 from cxgear.stack.postgres import EmbeddedPostgres
+from infra.db import libpq_url
 
 TARGET_RATIO = 0.7
 TARGET_RSS_MB = 300

@@ -1,3 +1,5 @@
-"""CXGear composition root: settings, CLI, embedded stack, worker bootstrap and clients."""
+"""CXGear composition root: CLI, worker bootstrap, embedded dev stack and migrations."""
 
-__version__ = "0.1.0"
+from infra import __version__
+
+__all__ = ["__version__"]

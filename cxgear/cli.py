@@ -14,8 +14,8 @@ from cxgear.cli_admin import integrations_app, secrets_app
 from cxgear.cli_spinners import journey, spinners_app
 from cxgear.cli_spinners import run as run_spinner
 from cxgear.cli_tables import tables_app
-from cxgear.log_privacy import quiet_http_loggers
-from cxgear.settings import TASK_QUEUES, get_settings
+from infra.log_privacy import quiet_http_loggers
+from infra.settings import TASK_QUEUES, get_settings
 
 app = typer.Typer(help="CXGear: automation over rows of data.", no_args_is_help=True)
 app.add_typer(spinners_app, name="spinners")
@@ -46,7 +46,7 @@ def version() -> None:
 @codec_app.command("rotate")
 def codec_rotate() -> None:
     """Make a new key current for new payloads; older keys stay so old histories still decode."""
-    from cxgear.codec import rotate_codec_key
+    from infra.codec import rotate_codec_key
 
     console.print(f"payload codec key is now {asyncio.run(rotate_codec_key(get_settings()))}")
 

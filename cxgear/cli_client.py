@@ -9,7 +9,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from cxgear.settings import get_settings
+from infra.settings import get_settings
 
 err = Console(stderr=True)
 

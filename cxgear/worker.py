@@ -12,19 +12,14 @@ from temporalio.worker import Worker
 from activities import ActivityDeps, build_activities
 from activities.attempt_log import AttemptLogInterceptor
 from activities.http_client import ApiCaller
-from cxgear.db import create_engine
-from cxgear.log_privacy import quiet_http_loggers
-from cxgear.settings import TASK_QUEUES, Settings
-from cxgear.temporal_client import connect_temporal
-from cxgear.vault import SecretStore
+from infra.db import create_engine
+from infra.log_privacy import quiet_http_loggers
+from infra.settings import TASK_QUEUES, Settings
+from infra.temporal_client import connect_temporal
+from infra.vault import SecretStore
 from workflows.registry import ALL_WORKFLOWS
-from workflows.types import TaskQueues
 
 log = logging.getLogger("cxgear.worker")
-
-
-def task_queues(settings: Settings) -> TaskQueues:
-    return TaskQueues(**{name: settings.task_queue(name) for name in TASK_QUEUES})
 
 
 def build_workers(

@@ -99,7 +99,7 @@ class TwilioConfig(IntegrationSchema):
 
 
 class _HostConfig(IntegrationSchema):
-    # Stored as `base_url`, the key cxgear.providers reads for SendGrid and Deepgram (scheme and
+    # Stored as `base_url`, the key infra.providers reads for SendGrid and Deepgram (scheme and
     # host, no /v3 or /v1); `api_base_url` is accepted too, like Twilio's.
     base_url: HttpUrl | None = PydField(
         default=None, validation_alias=AliasChoices("base_url", "api_base_url")

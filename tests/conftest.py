@@ -13,7 +13,7 @@ from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
 from cxgear.migrate import migrate
-from cxgear.settings import Settings
+from infra.settings import Settings
 
 pytest_plugins = ["tests.stack_fixtures"]
 

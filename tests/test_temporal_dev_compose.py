@@ -11,8 +11,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from cxgear.settings import Settings
 from cxgear.stack.temporal import SEARCH_ATTRIBUTES
+from infra.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parent.parent / "temporal-dev.yml"
 APP_SERVICES = ("api", "worker", "migrate")

@@ -1,4 +1,4 @@
 """Workflows, one per file; the worker's registry is `workflows.registry.ALL_WORKFLOWS`.
 
-Nothing is imported here so activities can import `workflows.types` without a cycle.
+Nothing is imported here so activities can import `workflows.contracts` without a cycle.
 """

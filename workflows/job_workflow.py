@@ -12,14 +12,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
-    from workflows.record_workflow import (
-        RECORD_ENGINE,
-        RecordInput,
-        RecordWorkflow,
-        record_search_attributes,
-        record_workflow_id,
-    )
-    from workflows.types import (
+    from workflows.contracts import (
         SIGNAL_RECORD_FINISHED,
         SIGNAL_RECORD_PHASE,
         SIGNAL_RECORDS_REPORTED,
@@ -33,6 +26,13 @@ with workflow.unsafe.imports_passed_through():
         RecordReports,
         SweepInput,
         TaskQueues,
+    )
+    from workflows.record_workflow import (
+        RECORD_ENGINE,
+        RecordInput,
+        RecordWorkflow,
+        record_search_attributes,
+        record_workflow_id,
     )
 
 DB_TIMEOUT = timedelta(seconds=60)

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.messaging import MessagingActivities
     from activities.steps import StepActivities
     from activities.supporting import SupportingActivities
-    from workflows.types import (
+    from workflows.contracts import (
         DELIVERED_STATUSES,
         FAILED_STATUSES,
         SIGNAL_RECORD_FINISHED,

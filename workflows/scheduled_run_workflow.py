@@ -11,8 +11,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
+    from workflows.contracts import ScheduledJob, ScheduledRunInput, TaskQueues
     from workflows.job_workflow import JobInput, JobWorkflow, job_workflow_id
-    from workflows.types import ScheduledJob, ScheduledRunInput, TaskQueues
 
 
 @dataclass

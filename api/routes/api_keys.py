@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from api.deps import Allow, Principal, SessionDep, SettingsDep
 from api.errors import not_found
 from api.services.plan_limits import ensure_capacity
-from cxgear.security import new_api_key, token_hash
+from infra.security import new_api_key, token_hash
 from models.api_key import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
 from models.plan import Meter
 

@@ -9,7 +9,7 @@ from sqlmodel import col, func, select
 
 from api.deps import PublicRoute, SessionDep, SettingsDep, SignedIn, user_permissions
 from api.errors import AppError
-from cxgear.security import (
+from infra.security import (
     hash_password,
     new_session_token,
     password_problem,

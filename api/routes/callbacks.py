@@ -29,8 +29,8 @@ from api.services.callbacks import (
     verify,
 )
 from models.record import TERMINAL_RECORD, Record
+from workflows.contracts import CallbackSignal
 from workflows.record_workflow import RecordWorkflow, record_workflow_id
-from workflows.types import CallbackSignal
 
 router = APIRouter(tags=["callbacks"])
 

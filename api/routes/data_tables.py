@@ -25,8 +25,8 @@ from api.services.data_tables import (
     table_public,
 )
 from api.services.plan_limits import ensure_capacity
-from cxgear.db import libpq_url
-from cxgear.security import new_webhook_token, token_hash
+from infra.db import libpq_url
+from infra.security import new_webhook_token, token_hash
 from models.base import utcnow
 from models.data_table import (
     DataTable,

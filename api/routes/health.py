@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import PublicRoute
-from cxgear.vault import vault_client, vault_ready
+from infra.vault import vault_client, vault_ready
 
 router = APIRouter(tags=["health"], dependencies=[Depends(PublicRoute())])
 PROBE_TIMEOUT = 3.0

@@ -10,7 +10,7 @@ from sqlmodel import select
 from api.deps import KeyPrincipal, PublicRoute, RequireApiKey, SessionDep, SettingsDep
 from api.errors import not_found
 from api.services.ingest import ingest
-from cxgear.security import token_hash
+from infra.security import token_hash
 from models.data_table import DataTable, IngestBody, IngestResult, KeyIngestBody
 
 router = APIRouter(prefix="/public", tags=["ingest"])

@@ -21,12 +21,11 @@ from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep, Uow
 from api.errors import AppError, not_found
 from api.routes.jobs import runnable_spinner, table_for
 from api.routes.spinners import ReadableSpinner
-from cxgear.settings import Settings
-from cxgear.worker import task_queues
+from infra.settings import Settings
 from models.schedule import ScheduleCreate, SchedulePublic, SchedulesPublic, SpinnerSchedule
 from models.spinner import Spinner
+from workflows.contracts import ScheduledRunInput, task_queues
 from workflows.scheduled_run_workflow import ScheduledRunWorkflow, schedule_id
-from workflows.types import ScheduledRunInput
 
 router = APIRouter(tags=["schedules"])
 RunP = Annotated[Principal, Allow("spinners.run")]
@@ -50,7 +49,7 @@ def temporal_schedule(settings: Settings, sched: SpinnerSchedule) -> Schedule:
             ScheduledRunWorkflow.run,
             ScheduledRunInput(
                 str(sched.id),
-                task_queues(settings),
+                task_queues(settings.task_queue),
                 settings.job_window,
                 settings.job_batch,
                 settings.job_children_per_run,

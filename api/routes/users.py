@@ -14,7 +14,7 @@ from api.deps import Allow, Principal, SessionDep
 from api.errors import AppError, not_found
 from api.routes.auth import email_taken, weak_password
 from api.services.plan_limits import ensure_capacity
-from cxgear.security import hash_password
+from infra.security import hash_password
 from models.permissions import ALL
 from models.plan import Meter
 from models.role import Role

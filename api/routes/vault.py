@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from api.deps import Allow, Principal, SecretStoreDep, SessionDep
 from api.errors import AppError, error_body, not_found
-from cxgear.vault import SecretNotFound, SecretVersionConflict
+from infra.vault import SecretNotFound, SecretVersionConflict
 from models.vault_audit import (
     SECRET_NAME_PATTERN,
     SecretPublic,

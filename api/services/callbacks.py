@@ -15,9 +15,9 @@ from temporalio.client import Client as TemporalClient
 from activities.supporting import SupportingActivities
 from api.deps import UnitOfWork
 from api.errors import AppError
-from cxgear.settings import Settings
-from cxgear.worker import task_queues
+from infra.settings import Settings
 from models.record import Record
+from workflows.contracts import task_queues
 
 WINDOW_S = 300
 TIMESTAMP_HEADER = "x-cxgear-timestamp"
@@ -77,6 +77,8 @@ async def start_callback_supporting(
     record_id = record.id
 
     async def start() -> None:
-        await starter.start_callback_child(record_id, event_id, payload, task_queues(settings))
+        await starter.start_callback_child(
+            record_id, event_id, payload, task_queues(settings.task_queue)
+        )
 
     uow.after_commit(start)

@@ -16,8 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
 from api.services.unique_names import UniqueName
-from cxgear import providers
-from cxgear.vault import SecretNotFound, SecretStore
+from infra import providers
+from infra.vault import SecretNotFound, SecretStore
 from models.base import utcnow
 from models.channel import Channel
 from models.integration import (

@@ -16,13 +16,13 @@ from api.errors import AppError
 from api.services.data_tables import ACTIVE_JOB_CHECKS
 from api.services.plan_limits import consume_monthly
 from api.services.spinners import latest_version
-from cxgear.settings import Settings
-from cxgear.worker import task_queues
+from infra.settings import Settings
 from models.data_table import DataTable
 from models.job import Job, JobCounts, JobPublic, JobTrigger
 from models.organization import Organization
 from models.plan import Meter
 from models.spinner import Spinner, SpinnerKind
+from workflows.contracts import task_queues
 from workflows.job_workflow import JobInput, JobWorkflow, job_workflow_id
 
 
@@ -32,7 +32,7 @@ def job_input(settings: Settings, job: Job) -> JobInput:
         project_id=str(job.project_id),
         spinner_version_id=str(job.spinner_version_id),
         spinner_version=job.spinner_version,
-        queues=task_queues(settings),
+        queues=task_queues(settings.task_queue),
         window=settings.job_window,
         batch=settings.job_batch,
         children_per_run=settings.job_children_per_run,

@@ -21,15 +21,15 @@ from temporalio.client import Client as TemporalClient
 from temporalio.service import RPCError
 
 from api.errors import AppError
-from cxgear.providers import sendgrid_signature_valid, twilio_signature_valid
-from cxgear.vault import SecretNotFound, SecretStore
+from infra.providers import sendgrid_signature_valid, twilio_signature_valid
+from infra.vault import SecretNotFound, SecretStore
 from models.channel import WHATSAPP_PREFIX, Channel, normalize_address, normalize_phone
 from models.do_not_contact import DoNotContactReason, add_to_do_not_contact
 from models.integration import Integration, IntegrationKind
 from models.record import TERMINAL_RECORD, Record
 from models.send_ledger import SendLedger, SendStatus, workflow_id_of
+from workflows.contracts import FAILED_STATUSES, ProviderEvent
 from workflows.record_workflow import RecordWorkflow
-from workflows.types import FAILED_STATUSES, ProviderEvent
 
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 SENDGRID_WINDOW_S = 300

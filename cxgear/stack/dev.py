@@ -22,12 +22,12 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from rich.console import Console
 
-from cxgear.settings import Settings
 from cxgear.stack import StackError, find_binary, spawn, stop_process, tail
 from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import LOOPBACK, port_in_use, port_of_address
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.temporal import EmbeddedTemporal
+from infra.settings import Settings
 
 SERVER_TIMEOUT = 90.0
 API_TIMEOUT = 90.0

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from cxgear.migrate import migrate
-from cxgear.settings import Settings
 from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import free_port
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.temporal import EmbeddedTemporal
+from infra.settings import Settings
 
 
 @dataclass

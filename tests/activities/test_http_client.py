@@ -34,7 +34,7 @@ from activities.http_client import (
     UpstreamUnavailableError,
     extract_path,
 )
-from activities.http_guard import AddressGuard, GuardedTransport, address_block_reason
+from infra.http_guard import AddressGuard, GuardedTransport, address_block_reason
 
 ITEMS = {"data": {"items": [{"id": 7, "name": "first"}, {"id": 8}], "empty": None}, "ok": True}
 

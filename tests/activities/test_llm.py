@@ -19,13 +19,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
-from cxgear.db import create_engine
-from cxgear.settings import Settings
-from cxgear.vault import SecretStore
+from infra.db import create_engine
+from infra.settings import Settings
+from infra.vault import SecretStore
 from models.spinner_definition import AiAgentStep
 from tests.builders import Account, contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.openai_api import FakeOpenAI, echo, message_text, running_openai
-from workflows.types import StepResult, StepRun
+from workflows.contracts import StepResult, StepRun
 
 ROLE = "You qualify sales leads for {{context.projectId}}."
 TASK = "Lead {{name}} owes {{amount}}."

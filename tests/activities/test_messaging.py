@@ -20,16 +20,16 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
 from activities.messaging import MessagingActivities
-from cxgear.db import create_engine
-from cxgear.settings import Settings
-from cxgear.vault import SecretStore
+from infra.db import create_engine
+from infra.settings import Settings
+from infra.vault import SecretStore
 from tests.builders import Account, make_spinner, make_table, project, signup, wait_job
 from tests.conftest import make_settings
 from tests.fakes.crm_api import FakeCrm
 from tests.fakes.sendgrid_api import FakeSendGrid, running_sendgrid
 from tests.fakes.twilio_api import FakeTwilio, running_twilio
 from tests.workflows.conftest import crm, worker
-from workflows.types import StepRun
+from workflows.contracts import StepRun
 
 __all__ = ["crm", "worker"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import psycopg
 from httpx import AsyncClient
 
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.builders import PASSWORD, as_user, invite, login, signup
 
 

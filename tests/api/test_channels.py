@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from httpx import AsyncClient
 
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.builders import Account, as_user, invite, signup
 
 CHANNELS = "/api/v1/channels"

@@ -19,8 +19,8 @@ from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
 from api.services import data_tables as data_tables_service
-from cxgear.db import libpq_url
-from cxgear.settings import Settings
+from infra.db import libpq_url
+from infra.settings import Settings
 from tests.builders import Account, as_user, invite, project, signup
 from tests.conftest import make_settings
 from tests.stack_fixtures import free_port

@@ -3,8 +3,8 @@ from __future__ import annotations
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
-from cxgear.settings import Settings
 from cxgear.stack.ports import free_port
+from infra.settings import Settings
 from tests.conftest import make_settings
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 from httpx import AsyncClient
 
-from cxgear.db import libpq_url
-from cxgear.settings import Settings
+from infra.db import libpq_url
+from infra.settings import Settings
 from tests.api.test_data_tables import all_rows, get_table, imported, new_table, stored_rows
 from tests.builders import Account, api_key, as_user, invite, signup
 

@@ -7,8 +7,8 @@ import psycopg
 import pytest
 from httpx import AsyncClient
 
-from cxgear.settings import Settings
-from cxgear.vault import SecretNotFound, SecretStore
+from infra.settings import Settings
+from infra.vault import SecretNotFound, SecretStore
 from tests.builders import Account, as_user, invite, signup
 from tests.fakes.deepgram_api import running_deepgram
 from tests.fakes.openai_api import running_openai

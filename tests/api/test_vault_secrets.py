@@ -10,9 +10,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
-from cxgear.settings import Settings
 from cxgear.stack.ports import free_port
-from cxgear.vault import SecretStore
+from infra.settings import Settings
+from infra.vault import SecretStore
 from tests.builders import Account, as_user, invite, role_id, signup
 from tests.conftest import make_settings
 

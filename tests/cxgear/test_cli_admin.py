@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from typer.testing import CliRunner
 
 from cxgear.cli import app as cli
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.api.test_data_tables import live_api
 from tests.builders import Account, signup
 from tests.fakes.openai_api import FakeOpenAI, running_openai

@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from typer.testing import CliRunner
 
 from cxgear.cli import app as cli
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.api.test_data_tables import all_rows, get_table, live_api, stored_rows
 from tests.builders import Account, project, signup
 

@@ -23,9 +23,9 @@ with workflow.unsafe.imports_passed_through():
     import pytest
     from cryptography.exceptions import InvalidTag
 
-    import cxgear.codec as codec_module
+    import infra.codec as codec_module
     from api.services.journey import derive_journey
-    from cxgear.codec import (
+    from infra.codec import (
         ENCODING,
         KEY_ID_META,
         AesGcmCodec,
@@ -34,9 +34,9 @@ with workflow.unsafe.imports_passed_through():
         read_keyring,
         rotate_codec_key,
     )
-    from cxgear.settings import Settings
-    from cxgear.temporal_client import connect_temporal, data_converter
-    from cxgear.vault import vault_client
+    from infra.settings import Settings
+    from infra.temporal_client import connect_temporal, data_converter
+    from infra.vault import vault_client
     from tests.conftest import make_settings
     from workflows.registry import ALL_WORKFLOWS
 

@@ -28,13 +28,13 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from cxgear.settings import Settings
 from cxgear.stack import MissingBinaryError, StackError, find_binary
 from cxgear.stack.dev import run_dev
 from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import free_port, port_in_use
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.temporal import SEARCH_ATTRIBUTES, EmbeddedTemporal
+from infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

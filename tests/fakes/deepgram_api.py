@@ -130,7 +130,7 @@ class FakeDeepgram:
 
     @property
     def config(self) -> dict[str, str]:
-        """Connection config for `cxgear.providers.deepgram_client`."""
+        """Connection config for `infra.providers.deepgram_client`."""
         return {"base_url": self.base_url}
 
     @property

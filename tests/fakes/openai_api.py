@@ -71,7 +71,7 @@ class FakeOpenAI:
 
     @property
     def config(self) -> dict[str, str]:
-        """Connection config for `cxgear.providers.openai_client`."""
+        """Connection config for `infra.providers.openai_client`."""
         return {"base_url": self.base_url}
 
     @property

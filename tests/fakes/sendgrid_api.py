@@ -72,7 +72,7 @@ class FakeSendGrid:
 
     @property
     def config(self) -> dict[str, str]:
-        """Connection config for `cxgear.providers.sendgrid_client`."""
+        """Connection config for `infra.providers.sendgrid_client`."""
         return {"base_url": self.base_url}
 
     @property

@@ -1,4 +1,4 @@
-"""The provider fakes driven through the real SDKs, built by cxgear.providers' factories."""
+"""The provider fakes driven through the real SDKs, built by infra.providers' factories."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-un
 from sendgrid.helpers.mail import CustomArg, Mail  # type: ignore[import-untyped]
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
-from cxgear.providers import (
+from infra.providers import (
     BaseUrlTwilioHttpClient,
     deepgram_client,
     openai_client,

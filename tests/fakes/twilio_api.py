@@ -97,7 +97,7 @@ class FakeTwilio:
 
     @property
     def config(self) -> dict[str, str]:
-        """Connection config for `cxgear.providers.twilio_client`."""
+        """Connection config for `infra.providers.twilio_client`."""
         return {"api_base_url": self.base_url}
 
     @property

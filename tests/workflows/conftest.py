@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.conftest import make_settings
 from tests.fakes.crm_api import FakeCrm, running_crm
 from tests.workflows.workers import running_workers

@@ -21,8 +21,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.services.callbacks import sign
-from cxgear.settings import Settings
 from cxgear.stack.scratch import scratch_stack
+from infra.settings import Settings
 from tests.builders import (
     contacts_csv,
     make_spinner,

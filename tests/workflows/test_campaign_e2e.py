@@ -32,7 +32,7 @@ import pytest
 from httpx import AsyncClient
 from temporalio.client import Client, WorkflowHistory
 
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.activities.test_messaging import (
     INBOUND_URL,
     PUBLIC,

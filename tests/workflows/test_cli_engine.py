@@ -12,7 +12,7 @@ from temporalio.client import Client
 from typer.testing import CliRunner
 
 from cxgear.cli import app as cli
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.api.test_data_tables import live_api
 from tests.builders import Account, contacts_csv, make_table, project, signup
 

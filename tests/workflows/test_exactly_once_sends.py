@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from httpx import AsyncClient
 
-from cxgear.settings import Settings
+from infra.settings import Settings
 from tests.activities.test_messaging import (
     crm,
     people_csv,

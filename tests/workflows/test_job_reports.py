@@ -14,8 +14,8 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.engine_db import EngineDbActivities
-from cxgear.db import create_engine
-from cxgear.settings import Settings
+from infra.db import create_engine
+from infra.settings import Settings
 from tests.builders import (
     contacts_csv,
     make_spinner,
@@ -26,8 +26,8 @@ from tests.builders import (
     wait_job,
 )
 from tests.workflows.workers import running_workers
+from workflows.contracts import RecordFinished, RecordPhase, SweepInput
 from workflows.job_workflow import SWEEP_AFTER
-from workflows.types import RecordFinished, RecordPhase, SweepInput
 
 SPINNER = {
     "steps": [

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.app import create_app
-from cxgear.db import create_engine
-from cxgear.settings import Settings
 from cxgear.stack.ports import free_port
+from infra.db import create_engine
+from infra.settings import Settings
 from tests.builders import start_job, wait_job
 from tests.fakes.crm_api import FakeCrm
 from tests.workflows.test_engine import four_steps

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.services.journey_archive import NOT_FOUND_TRIES, ArchiveRound, archive_due
-from cxgear.db import create_engine
-from cxgear.settings import Settings
+from infra.db import create_engine
+from infra.settings import Settings
 from tests.builders import start_job, wait_job
 from tests.workflows.test_steps_and_triggers import callback_spinner
 

@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from api.app import create_app
-from cxgear.settings import Settings
 from cxgear.stack.ports import free_port
 from cxgear.stack.temporal import EmbeddedTemporal
+from infra.settings import Settings
 from tests.builders import (
     Account,
     contacts_csv,

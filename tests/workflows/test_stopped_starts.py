@@ -10,13 +10,13 @@ from httpx import AsyncClient
 from sqlalchemy import text
 from temporalio.client import Client
 
-from cxgear.db import create_engine
-from cxgear.settings import TASK_QUEUES, Settings
+from infra.db import create_engine
+from infra.settings import TASK_QUEUES, Settings
 from tests.builders import start_job, wait_job
 from tests.workflows.test_steps_and_triggers import callback_spinner
 from tests.workflows.workers import running_workers
+from workflows.contracts import TaskQueues
 from workflows.record_workflow import RECORD_ENGINE, RecordInput, RecordResult, RecordWorkflow
-from workflows.types import TaskQueues
 
 
 async def _parked_records(

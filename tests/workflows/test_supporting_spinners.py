@@ -12,12 +12,11 @@ from httpx import AsyncClient
 from temporalio.client import Client
 
 from activities.supporting import SupportingActivities
-from cxgear.db import create_engine
-from cxgear.settings import Settings
-from cxgear.worker import task_queues
+from infra.db import create_engine
+from infra.settings import Settings
 from tests.builders import Account, make_spinner, run_now, wait_job
 from tests.workflows.test_steps_and_triggers import post_callback, records_of, setup
-from workflows.types import StartSupportingInput
+from workflows.contracts import StartSupportingInput, task_queues
 
 RETRY_WHEN_AMOUNT = {
     "steps": [
@@ -169,7 +168,7 @@ class TestRetryLinks:
         engine = create_engine(settings.database_url)
         try:
             activities = SupportingActivities(engine, worker)
-            again = StartSupportingInput(retried["id"], task_queues(settings))
+            again = StartSupportingInput(retried["id"], task_queues(settings.task_queue))
             results = await asyncio.gather(
                 activities.start_supporting(again), activities.start_supporting(again)
             )

@@ -11,11 +11,11 @@ from temporalio.client import Client
 
 from activities import ActivityDeps
 from activities.http_client import ApiCaller
-from cxgear.db import create_engine
-from cxgear.settings import Settings
-from cxgear.temporal_client import connect_temporal
-from cxgear.vault import SecretStore
 from cxgear.worker import build_workers
+from infra.db import create_engine
+from infra.settings import Settings
+from infra.temporal_client import connect_temporal
+from infra.vault import SecretStore
 
 
 @asynccontextmanager

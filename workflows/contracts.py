@@ -5,7 +5,8 @@ Kept free of I/O so workflows can import it inside the sandbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -17,6 +18,11 @@ class TaskQueues:
     messaging: str
     email: str
     stt: str
+
+
+def task_queues(queue_name: Callable[[str], str]) -> TaskQueues:
+    """The deployment's task queues, e.g. ``task_queues(settings.task_queue)``."""
+    return TaskQueues(**{f.name: queue_name(f.name) for f in fields(TaskQueues)})
 
 
 @dataclass

@@ -9,8 +9,8 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from cxgear.codec import load_codec
-from cxgear.settings import Settings
+from infra.codec import load_codec
+from infra.settings import Settings
 
 
 def data_converter(codec: PayloadCodec) -> DataConverter:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import hvac
 import requests
 
-from cxgear.settings import Settings
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

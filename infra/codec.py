@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from cxgear.settings import Settings
-from cxgear.vault import vault_client
+from infra.settings import Settings
+from infra.vault import vault_client
 
 log = logging.getLogger("cxgear.codec")
 
