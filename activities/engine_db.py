@@ -14,6 +14,15 @@ from temporalio.exceptions import ApplicationError
 from activities.job_reports import JobReporter
 from activities.steps import CHEAP_STEP_TYPES, StepActivities
 from models.spinner_definition import SpinnerDefinition, parse_duration
+from store.jobs import (
+    NewJob,
+    NoPublishedVersion,
+    TableRows,
+    create_job,
+    job_of_firing,
+    roll_up_job,
+)
+from store.usage import PlanLimitReached
 from workflows.contracts import (
     SEND_STEP_TYPES,
     CheapRun,
@@ -322,52 +331,33 @@ class EngineDbActivities:
     async def finish_job(self, inp: JobStatusInput) -> JobSummary:
         """Counts come from the records themselves, so they always equal the records' statuses."""
         async with self.engine.begin() as conn:
-            rows = await conn.execute(
-                text("select status, count(*) from record where job_id = :id group by status"),
-                {"id": inp.job_id},
+            tally = await roll_up_job(
+                conn, inp.job_id, ended=True, cancelled=inp.status == "cancelled"
             )
-            counts = {str(s): int(n) for s, n in rows}
-            total = sum(counts.values())
-            done, failed, cancelled = (
-                counts.get(k, 0) for k in ("completed", "failed", "cancelled")
-            )
-            if inp.status == "cancelled":
-                status = "cancelled"
-            elif failed == 0 and cancelled == 0:
-                status = "completed"
-            elif done == 0 and failed > 0:
-                status = "failed"
-            else:
-                status = "partial"
-            await conn.execute(
-                text("update job set status = :s, total = :t, ended_at = now() where id = :id"),
-                {"s": status, "t": total, "id": inp.job_id},
-            )
-        return JobSummary(status, total, done, failed, cancelled)
+        return JobSummary(tally.status, tally.total, tally.completed, tally.failed, tally.cancelled)
 
     @activity.defn
     async def create_scheduled_job(self, inp: ScheduledRunInput) -> ScheduledJob:
-        """One scheduled firing → one job row; the firing's workflow id makes retries harmless."""
+        """One scheduled firing → one job with its records; the firing's workflow id makes
+        retries harmless. A firing past the plan's monthly limits creates nothing and says so."""
         firing = activity.info().workflow_id
+        if firing is None:
+            raise ApplicationError("a scheduled run is started by its workflow", non_retryable=True)
         async with self.engine.begin() as conn:
-            existing = (
-                await conn.execute(
-                    text(
-                        "select id, project_id, spinner_version_id, spinner_version from job"
-                        " where schedule_firing = :f"
-                    ),
-                    {"f": firing},
-                )
-            ).first()
-            if existing is not None:
+            job = await job_of_firing(conn, firing)
+            if job is not None:  # a retry of an attempt that committed
                 return ScheduledJob(
-                    str(existing[0]), str(existing[1]), str(existing[2]), int(existing[3])
+                    str(job.id),
+                    str(job.project_id),
+                    str(job.spinner_version_id),
+                    job.spinner_version,
                 )
             sched = (
                 await conn.execute(
                     text(
-                        "select s.org_id, s.spinner_id, s.table_id, s.only_new, sp.project_id, t.metadata_fields"
-                        " from spinner_schedule s join spinner sp on sp.id = s.spinner_id"
+                        "select s.org_id, s.spinner_id, s.table_id, s.only_new, sp.project_id,"
+                        " t.metadata_fields from spinner_schedule s"
+                        " join spinner sp on sp.id = s.spinner_id"
                         " join data_table t on t.id = s.table_id where s.id = :id"
                     ),
                     {"id": inp.schedule_id},
@@ -375,37 +365,22 @@ class EngineDbActivities:
             ).first()
             if sched is None:
                 return ScheduledJob(None, reason="schedule was deleted")
-            version = (
-                await conn.execute(
-                    text(
-                        "select id, version from spinner_version where spinner_id = :s"
-                        " order by version desc limit 1"
-                    ),
-                    {"s": sched.spinner_id},
-                )
-            ).first()
-            if version is None:
+            new = NewJob(
+                org_id=sched.org_id,
+                project_id=sched.project_id,
+                spinner_id=sched.spinner_id,
+                trigger="schedule",
+                table_id=sched.table_id,
+                metadata_fields=list(sched.metadata_fields or []),
+                schedule_firing=firing,
+            )
+            try:
+                job = await create_job(conn, new, TableRows(only_new=sched.only_new))
+            except NoPublishedVersion:
                 return ScheduledJob(None, reason="spinner has no published version")
-            job_id = (
-                await conn.execute(
-                    text(
-                        "insert into job (id, org_id, project_id, spinner_id, spinner_version_id,"
-                        " spinner_version, table_id, status, trigger, metadata_fields, only_new, total,"
-                        " created_at, schedule_firing) values (gen_random_uuid(), :org, :project, :spinner,"
-                        " :vid, :v, :table, 'queued', 'schedule', cast(:fields as jsonb), :only_new, 0,"
-                        " now(), :f) returning id"
-                    ),
-                    {
-                        "org": sched.org_id,
-                        "project": sched.project_id,
-                        "spinner": sched.spinner_id,
-                        "vid": version[0],
-                        "v": version[1],
-                        "table": sched.table_id,
-                        "fields": json.dumps(list(sched.metadata_fields or [])),
-                        "only_new": sched.only_new,
-                        "f": firing,
-                    },
-                )
-            ).scalar_one()
-        return ScheduledJob(str(job_id), str(sched.project_id), str(version[0]), int(version[1]))
+            except PlanLimitReached as exc:
+                activity.logger.warning("scheduled run %s skipped: %s", firing, exc)
+                return ScheduledJob(None, reason=f"skipped: plan limit: {exc}")
+        return ScheduledJob(
+            str(job.id), str(job.project_id), str(job.spinner_version_id), job.spinner_version
+        )

@@ -10,7 +10,6 @@ starting a second one.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import uuid
@@ -27,6 +26,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from models.expressions import ExpressionError, compile_expression
 from models.spinner_link import delay_seconds
+from store.jobs import ChildRecord, NewJob, NoPublishedVersion, create_job, roll_up_job
+from store.usage import PlanLimitReached
 from workflows.contracts import (
     SIGNAL_STARTED_BY,
     StartSupportingInput,
@@ -37,7 +38,6 @@ from workflows.contracts import (
 
 log = logging.getLogger("cxgear.supporting")
 
-ACTIVE_STATUSES = ("pending", "running", "waiting")
 _SAFE_EVENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -166,137 +166,56 @@ def condition_matches(link: LinkRow, parent: ParentRow, attempt: int) -> bool:
         return False
 
 
-async def supporting_job(
-    conn: AsyncConnection, parent_job_id: uuid.UUID, link: LinkRow
-) -> tuple[str, str, str, int] | None:
-    """(job id, project id, version id, version) of the link's job under the parent job.
-
-    Created lazily, one per (parent job, link), pinned to the child's latest version then.
-    The row is locked so the job's status is never recomputed while a child is being added.
-    """
-    await conn.execute(
-        text(
-            "insert into job (id, org_id, project_id, spinner_id, spinner_version_id,"
-            " spinner_version, table_id, status, trigger, metadata_fields, only_new, total,"
-            " created_at, started_at, parent_job_id, link_id)"
-            " select gen_random_uuid(), pj.org_id, pj.project_id, :child, v.id, v.version,"
-            " pj.table_id, 'running', :trigger, pj.metadata_fields, false, 0, now(), now(),"
-            " pj.id, :link from job pj cross join lateral (select id, version from spinner_version"
-            " where spinner_id = :child order by version desc limit 1) v where pj.id = :pj"
-            " on conflict do nothing"
-        ),
-        {
-            "child": link.child_spinner_id,
-            "trigger": link.kind,
-            "link": link.id,
-            "pj": parent_job_id,
-        },
-    )
-    row = (
-        await conn.execute(
-            text(
-                "select id, project_id, spinner_version_id, spinner_version from job"
-                " where parent_job_id = :pj and link_id = :link for update"
-            ),
-            {"pj": parent_job_id, "link": link.id},
-        )
-    ).first()
-    if row is None:
-        return None
-    return str(row[0]), str(row[1]), str(row[2]), int(row[3])
-
-
 async def ensure_child(
     conn: AsyncConnection,
     *,
     parent: ParentRow,
     link: LinkRow,
-    job: tuple[str, str, str, int],
     workflow_id: str,
     root_record_id: int,
     attempt: int | None,
     metadata: dict[str, Any],
     signal: SupportingStart,
 ) -> ChildStart:
+    """The child record, in the link's supporting job under the parent's job (created, pinned
+    to the child spinner's latest version, by its first record), charged to the plan.
+
+    Raises NoPublishedVersion, and PlanLimitReached when the month's jobs or records are spent.
+    """
     delay_s = delay_seconds(link.delay)
-    job_id, project_id, version_id, version = job
-    inserted = (
-        await conn.execute(
-            text(
-                "insert into record (org_id, job_id, project_id, row_id, status, metadata, outcomes,"
-                " attempts, created_at, workflow_id, parent_record_id, root_record_id, link_id,"
-                " link_attempt) values (:org, :job, :project, :row, :status,"
-                " cast(:metadata as jsonb), '{}'::jsonb, 0, now(), :wf, :parent, :root, :link,"
-                " :attempt) on conflict do nothing returning id"
-            ),
-            {
-                "org": parent.org_id,
-                "job": job_id,
-                "project": parent.project_id,
-                "row": parent.row_id,
-                # A delayed child waits durably before its first step.
-                "status": "waiting" if delay_s > 0 else "pending",
-                "metadata": json.dumps(metadata, default=str),
-                "wf": workflow_id,
-                "parent": parent.id,
-                "root": root_record_id,
-                "link": link.id,
-                "attempt": attempt,
-            },
-        )
-    ).first()
-    existed = inserted is None
-    if inserted is None:
-        found = (
-            await conn.execute(
-                text("select id, job_id from record where workflow_id = :wf"), {"wf": workflow_id}
-            )
-        ).first()
-        if found is None:
-            raise ApplicationError(f"supporting record {workflow_id} conflicts with another")
-        record_id, job_id = int(found[0]), str(found[1])
-    else:
-        record_id = int(inserted[0])
-        await conn.execute(
-            text(
-                "update job set total = (select count(*) from record where job_id = :j),"
-                " status = 'running', ended_at = null where id = :j"
-            ),
-            {"j": job_id},
-        )
+    new = NewJob(
+        org_id=parent.org_id,
+        project_id=parent.project_id,
+        spinner_id=link.child_spinner_id,
+        trigger=link.kind,
+        parent_job_id=parent.job_id,
+        link_id=link.id,
+    )
+    child = ChildRecord(
+        workflow_id=workflow_id,
+        parent_record_id=parent.id,
+        root_record_id=root_record_id,
+        row_id=parent.row_id,
+        metadata=metadata,
+        attempt=attempt,
+        waiting=delay_s > 0,
+    )
+    try:
+        job = await create_job(conn, new, child)
+    except LookupError as exc:
+        raise ApplicationError(str(exc)) from exc
+    if job.record_id is None:
+        raise ApplicationError(f"supporting record {workflow_id} was not written")
     return ChildStart(
-        record_id, workflow_id, job_id, project_id, version_id, version, delay_s, signal, existed
-    )
-
-
-async def refresh_job(conn: AsyncConnection, job_id: uuid.UUID | str) -> None:
-    """A supporting job has no JobWorkflow: its status follows its records."""
-    await conn.execute(text("select id from job where id = :j for update"), {"j": job_id})
-    rows = await conn.execute(
-        text("select status, count(*) from record where job_id = :j group by status"),
-        {"j": job_id},
-    )
-    counts = {str(s): int(n) for s, n in rows}
-    total = sum(counts.values())
-    if any(counts.get(s, 0) for s in ACTIVE_STATUSES):
-        await conn.execute(
-            text("update job set status = 'running', total = :t, ended_at = null where id = :j"),
-            {"t": total, "j": job_id},
-        )
-        return
-    done, failed, cancelled = (counts.get(k, 0) for k in ("completed", "failed", "cancelled"))
-    if failed == 0 and cancelled == 0:
-        status = "completed"
-    elif done == 0 and failed > 0:
-        status = "failed"
-    else:
-        status = "partial"
-    await conn.execute(
-        text(
-            "update job set status = :s, total = :t, ended_at = coalesce(ended_at, now())"
-            " where id = :j"
-        ),
-        {"s": status, "t": total, "j": job_id},
+        job.record_id,
+        workflow_id,
+        str(job.id),
+        str(job.project_id),
+        str(job.spinner_version_id),
+        job.spinner_version,
+        delay_s,
+        signal,
+        existed=not job.record_created,
     )
 
 
@@ -313,11 +232,24 @@ class SupportingActivities:
             parent = await load_parent(conn, inp.record_id)
             if parent is None:
                 raise ApplicationError(f"record {inp.record_id} not found", non_retryable=True)
-            start = await self._retry_child(conn, parent)
+            limited: PlanLimitReached | None = None
+            try:
+                start = await self._retry_child(conn, parent)
+            except PlanLimitReached as exc:
+                # Retrying would not help before next month: the parent's journey says why.
+                log.warning("record %s: retry child not started: %s", parent.id, exc)
+                start, limited = None, exc
             if start is not None:
                 starts.append(start)
             if parent.in_supporting_job:
-                await refresh_job(conn, parent.job_id)
+                await roll_up_job(conn, parent.job_id, ended=False)
+        if limited is not None:
+            return StepResult(
+                "supporting",
+                "supporting",
+                outcome="plan_limit",
+                messages=[f"retry not started: {limited}"],
+            )
         started = [await self.start(s, inp.queues) for s in starts]
         return StepResult(
             "supporting",
@@ -332,7 +264,6 @@ class SupportingActivities:
         )
 
     async def _retry_child(self, conn: AsyncConnection, parent: ParentRow) -> ChildStart | None:
-        job: tuple[str, str, str, int] | None
         if parent.link_attempt is not None:
             # A retry child only continues its own chain (attempt n+1 of the same link), so
             # links between spinners can never ping-pong forever.
@@ -342,17 +273,7 @@ class SupportingActivities:
             link, attempt, root = chained, parent.link_attempt + 1, parent.root_record_id
             if attempt > link.max_attempts or not condition_matches(link, parent, attempt - 1):
                 return None
-            # Attempt n+1 joins the job of attempt n.
-            row = (
-                await conn.execute(
-                    text(
-                        "select id, project_id, spinner_version_id, spinner_version from job"
-                        " where id = :j for update"
-                    ),
-                    {"j": parent.job_id},
-                )
-            ).first()
-            job = (str(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
+            # Attempt n+1 joins the job of attempt n (store.jobs finds it from the parent's job).
         else:
             matching = [
                 candidate
@@ -363,21 +284,20 @@ class SupportingActivities:
                 return None
             # One chain per record (its ids are rec-{root}-retry-{n}): the oldest matching link.
             link, attempt, root = matching[0], 1, parent.id
-            job = await supporting_job(conn, parent.job_id, link)
-        if job is None:
+        try:
+            return await ensure_child(
+                conn,
+                parent=parent,
+                link=link,
+                workflow_id=retry_workflow_id(root, attempt),
+                root_record_id=root,
+                attempt=attempt,
+                metadata=parent.metadata,
+                signal=SupportingStart("retry", parent.id, str(link.id), attempt=attempt),
+            )
+        except NoPublishedVersion:
             log.warning("link %s: child spinner has no published version", link.id)
             return None
-        return await ensure_child(
-            conn,
-            parent=parent,
-            link=link,
-            job=job,
-            workflow_id=retry_workflow_id(root, attempt),
-            root_record_id=root,
-            attempt=attempt,
-            metadata=parent.metadata,
-            signal=SupportingStart("retry", parent.id, str(link.id), attempt=attempt),
-        )
 
     async def start_callback_child(
         self, record_id: int, event_id: str, payload: dict[str, Any], queues: TaskQueues
@@ -396,22 +316,24 @@ class SupportingActivities:
             if not links:
                 return None
             link = links[0]  # one child per event: its id is rec-{record}-cb-{event}
-            job = await supporting_job(conn, parent.job_id, link)
-            if job is None:
+            try:
+                start = await ensure_child(
+                    conn,
+                    parent=parent,
+                    link=link,
+                    workflow_id=callback_workflow_id(record_id, event_id),
+                    root_record_id=record_id,
+                    attempt=None,
+                    # The child sees the callback that started it as `callback.*`.
+                    metadata={**parent.metadata, "callback": payload},
+                    signal=SupportingStart("callback", record_id, str(link.id), event_id=event_id),
+                )
+            except NoPublishedVersion:
                 log.warning("link %s: child spinner has no published version", link.id)
                 return None
-            start = await ensure_child(
-                conn,
-                parent=parent,
-                link=link,
-                job=job,
-                workflow_id=callback_workflow_id(record_id, event_id),
-                root_record_id=record_id,
-                attempt=None,
-                # The child sees the callback that started it as `callback.*`.
-                metadata={**parent.metadata, "callback": payload},
-                signal=SupportingStart("callback", record_id, str(link.id), event_id=event_id),
-            )
+            except PlanLimitReached as exc:
+                log.warning("record %s: callback child not started: %s", record_id, exc)
+                return None
         await self.start(start, queues)
         return start
 

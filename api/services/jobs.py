@@ -14,14 +14,16 @@ from temporalio.common import WorkflowIDReusePolicy
 from api.deps import UnitOfWork
 from api.errors import AppError
 from api.services.data_tables import ACTIVE_JOB_CHECKS
-from api.services.plan_limits import consume_monthly
+from api.services.plan_limits import plan_limit_error
 from api.services.spinners import latest_version
 from infra.settings import Settings
 from models.data_table import DataTable
 from models.job import Job, JobCounts, JobPublic, JobTrigger
 from models.organization import Organization
-from models.plan import Meter
 from models.spinner import Spinner, SpinnerKind
+from store import jobs as store_jobs
+from store.jobs import NewJob, TableRows, Version
+from store.usage import PlanLimitReached
 from workflows.contracts import task_queues
 from workflows.job_workflow import JobInput, JobWorkflow, job_workflow_id
 
@@ -81,24 +83,25 @@ async def create_job(
     rows = await count_rows(session, table.id, row_ids)
     if row_ids is not None and rows != len(set(row_ids)):
         raise AppError("Some row ids are not in this table", "VALIDATION_ERROR", 422)
-    await consume_monthly(session, org, Meter.jobs)
-    await consume_monthly(session, org, Meter.records_spun, max(rows, 0))
-    job = Job(
+    new = NewJob(
         org_id=org.id,
         project_id=spinner.project_id,
         spinner_id=spinner.id,
-        spinner_version_id=version.id,
-        spinner_version=version.version,
-        table_id=table.id,
         trigger=trigger.value,
+        table_id=table.id,
         metadata_fields=list(table.metadata_fields or []),
-        row_ids=sorted(set(row_ids)) if row_ids is not None else None,
-        only_new=only_new,
-        total=rows,
+        version=Version(version.id, version.version),
         created_by=user_id,
     )
-    session.add(job)
-    await session.flush()
+    try:
+        created = await store_jobs.create_job(
+            await session.connection(), new, TableRows(row_ids, only_new)
+        )
+    except PlanLimitReached as exc:
+        raise plan_limit_error(exc) from exc
+    job = await session.get(Job, created.id)
+    if job is None:
+        raise RuntimeError(f"job {created.id} vanished in its own transaction")
 
     async def start() -> None:
         await start_job_workflow(temporal, settings, job)

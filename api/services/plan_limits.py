@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
 from models.api_key import ApiKey
 from models.organization import Organization
-from models.plan import PLAN_LIMITS, Meter, Plan
+from models.plan import MONTHLY_METERS, Meter
 from models.project import Project
-from models.usage import UsageCounter
 from models.user import User, UserStatus
+from store import usage
+from store.usage import PlanLimitReached
 
 CAPACITY_QUERIES: dict[Meter, Any] = {
     Meter.projects: lambda org_id: (
@@ -41,7 +40,11 @@ def register_capacity_meter(meter: Meter, query: Any) -> None:
 
 
 def limit_for(org: Organization, meter: Meter) -> int:
-    return PLAN_LIMITS[Plan(org.plan)][meter]
+    return usage.limit_for(org.plan, meter)
+
+
+def plan_limit_error(exc: PlanLimitReached) -> AppError:
+    return AppError(str(exc), "PLAN_LIMIT", 403)
 
 
 async def ensure_capacity(session: AsyncSession, org: Organization, meter: Meter) -> None:
@@ -49,39 +52,21 @@ async def ensure_capacity(session: AsyncSession, org: Organization, meter: Meter
     used = (await session.exec(CAPACITY_QUERIES[meter](org.id))).one()
     if used >= limit:
         raise AppError(
-            f"Your {org.plan} plan allows {limit} {meter.value.replace('_', ' ')}; "
+            f"Your {org.plan} plan allows {limit} {usage.meter_words(meter)}; "
             "upgrade the plan or remove some first",
             "PLAN_LIMIT",
             403,
         )
 
 
-def current_month() -> str:
-    return datetime.now(UTC).strftime("%Y-%m")
-
-
 async def consume_monthly(
     session: AsyncSession, org: Organization, meter: Meter, amount: int = 1
 ) -> None:
     """Atomically add to a monthly meter, refusing if the month's allowance would be exceeded."""
-    limit = limit_for(org, meter)
-    stmt = (
-        insert(UsageCounter)
-        .values(org_id=org.id, meter=meter.value, month=current_month(), used=amount)
-        .on_conflict_do_update(
-            index_elements=["org_id", "meter", "month"],
-            set_={"used": UsageCounter.__table__.c.used + amount},  # type: ignore[attr-defined]
-            where=UsageCounter.__table__.c.used + amount <= limit,  # type: ignore[attr-defined]
-        )
-        .returning(UsageCounter.__table__.c.used)  # type: ignore[attr-defined]
-    )
-    row = (await session.execute(stmt)).first()
-    if row is None or amount > limit:
-        raise AppError(
-            f"Your {org.plan} plan allows {limit} {meter.value.replace('_', ' ')} per month",
-            "PLAN_LIMIT",
-            403,
-        )
+    try:
+        await usage.consume_monthly(await session.connection(), org.id, org.plan, meter, amount)
+    except PlanLimitReached as exc:
+        raise plan_limit_error(exc) from exc
 
 
 async def usage_summary(session: AsyncSession, org: Organization) -> dict[str, dict[str, int]]:
@@ -89,11 +74,7 @@ async def usage_summary(session: AsyncSession, org: Organization) -> dict[str, d
     for meter, query in CAPACITY_QUERIES.items():
         used = (await session.exec(query(org.id))).one()
         out[meter.value] = {"used": int(used), "limit": limit_for(org, meter)}
-    month = current_month()
-    rows = await session.exec(
-        select(UsageCounter).where(UsageCounter.org_id == org.id, UsageCounter.month == month)
-    )
-    monthly = {r.meter: r.used for r in rows}
-    for meter in (Meter.jobs, Meter.records_spun, Meter.call_analyses):
-        out[meter.value] = {"used": monthly.get(meter.value, 0), "limit": limit_for(org, meter)}
+    monthly = await usage.monthly_usage(await session.connection(), org.id)
+    for meter in sorted(MONTHLY_METERS):
+        out[meter.value] = {"used": monthly.get(meter, 0), "limit": limit_for(org, meter)}
     return out

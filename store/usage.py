@@ -1,0 +1,78 @@
+"""Monthly plan meters (jobs, records spun, call analyses): charged atomically, refused past the
+organization's plan with PlanLimitReached, which the API answers with 403 PLAN_LIMIT."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.plan import PLAN_LIMITS, Meter, Plan
+
+
+class PlanLimitReached(Exception):
+    """The organization's plan does not allow this much of a meter (this month, if monthly)."""
+
+    def __init__(self, plan: str, meter: Meter, limit: int) -> None:
+        self.plan, self.meter, self.limit = plan, meter, limit
+        super().__init__(f"Your {plan} plan allows {limit} {meter_words(meter)} per month")
+
+
+def meter_words(meter: Meter) -> str:
+    return meter.value.replace("_", " ")
+
+
+def limit_for(plan: str, meter: Meter) -> int:
+    return PLAN_LIMITS[Plan(plan)][meter]
+
+
+def current_month() -> str:
+    return datetime.now(UTC).strftime("%Y-%m")
+
+
+async def org_plan(conn: AsyncConnection, org_id: uuid.UUID) -> str:
+    plan = (
+        await conn.execute(text("select plan from organization where id = :o"), {"o": org_id})
+    ).scalar_one()
+    return str(plan)
+
+
+async def consume_monthly(
+    conn: AsyncConnection, org_id: uuid.UUID, plan: str, meter: Meter, amount: int = 1
+) -> int:
+    """Adds `amount` to this month's meter in one statement, so concurrent charges cannot both
+    pass the limit; the meter's new value. Raises PlanLimitReached (the caller rolls back)."""
+    limit = limit_for(plan, meter)
+    used = (
+        await conn.execute(
+            text(
+                "insert into usage_counter (org_id, meter, month, used)"
+                " values (:org, :meter, :month, :amount)"
+                " on conflict (org_id, meter, month) do update"
+                " set used = usage_counter.used + excluded.used"
+                " where usage_counter.used + excluded.used <= :limit"
+                " returning used"
+            ),
+            {
+                "org": org_id,
+                "meter": meter.value,
+                "month": current_month(),
+                "amount": amount,
+                "limit": limit,
+            },
+        )
+    ).scalar()
+    # A first charge of the month is an insert, which the where clause does not guard.
+    if used is None or amount > limit:
+        raise PlanLimitReached(plan, meter, limit)
+    return int(used)
+
+
+async def monthly_usage(conn: AsyncConnection, org_id: uuid.UUID) -> dict[Meter, int]:
+    rows = await conn.execute(
+        text("select meter, used from usage_counter where org_id = :org and month = :month"),
+        {"org": org_id, "month": current_month()},
+    )
+    return {Meter(m): int(u) for m, u in rows if m in Meter.__members__}
