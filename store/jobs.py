@@ -359,9 +359,9 @@ async def roll_up_job(
         status = "partial"
     await conn.execute(
         text(
-            "update job set status = :s, total = :t, ended_at = case when :s = 'running'"
+            "update job set status = :s, total = :t, ended_at = case when :running"
             " then null else coalesce(ended_at, now()) end where id = :j"
         ),
-        {"s": status, "t": total, "j": job_id},
+        {"s": status, "t": total, "j": job_id, "running": status == "running"},
     )
     return JobTally(status, total, done, failed, dropped)
