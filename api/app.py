@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
 from temporalio.client import Client as TemporalClient
 
 from api.body_limit import BodyLimitMiddleware
+from api.deps import PublicRoute
 from api.errors import install_error_handlers
 from api.routes import (
     api_keys,
@@ -122,6 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(VaultUnavailable, vault.vault_unavailable)
     app.include_router(health.router)
     app.include_router(api_router())
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(PublicRoute())])
+    async def openapi_at_root() -> JSONResponse:
+        # Where tools look first; the document itself lives under /api/v1 with the API.
+        return JSONResponse(app.openapi())
 
     def limit_for(path: str) -> int:
         return (

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -139,12 +140,27 @@ class KeyPrincipal:
         return self.org.id
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# Declared in the OpenAPI document so /docs has an Authorize button for each kind of caller; the
+# checks below raise our own errors (auto_error=False), not FastAPI's.
+SESSION_TOKEN = HTTPBearer(
+    scheme_name="SessionToken",
+    description="A person's session token from `POST /api/v1/auth/login` or sign-up.",
+    auto_error=False,
+)
+API_KEY = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="cxg_…",
+    description="An organization API key (`cxg_…`) with the route's scope, for machines.",
+    auto_error=False,
+)
+SessionCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(SESSION_TOKEN)]
+KeyCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(API_KEY)]
+
+
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials.strip():
         raise AppError("Missing bearer token", "TOKEN_INVALID", 401)
-    return token.strip()
+    return credentials.credentials.strip()
 
 
 async def user_permissions(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
@@ -159,8 +175,10 @@ async def user_permissions(session: AsyncSession, user_id: uuid.UUID) -> list[st
     return sorted(perms)
 
 
-async def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
-    token = _bearer(request)
+async def get_principal(
+    credentials: SessionCredentials, session: SessionDep, settings: SettingsDep
+) -> Principal:
+    token = _bearer(credentials)
     if token.startswith(API_KEY_PREFIX):
         raise AppError(
             "API keys cannot call this route; sign in and use a session token",
@@ -224,9 +242,9 @@ class RequireApiKey:
         self.scope = scope
 
     async def __call__(
-        self, request: Request, session: SessionDep, settings: SettingsDep
+        self, credentials: KeyCredentials, session: SessionDep, settings: SettingsDep
     ) -> KeyPrincipal:
-        token = _bearer(request)
+        token = _bearer(credentials)
         if not token.startswith(API_KEY_PREFIX):
             raise AppError(
                 "This route needs an organization API key (cxg_…), not a session token",

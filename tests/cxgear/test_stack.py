@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import stat
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 import hvac
@@ -35,8 +30,7 @@ from cxgear.stack.ports import free_port, port_in_use
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.temporal import SEARCH_ATTRIBUTES, EmbeddedTemporal
 from infra.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.dev_stack import DevRun, running_dev
 
 
 @dataclass
@@ -260,87 +254,11 @@ class TestDevPreflight:
         assert f"port {port} is configured for both Temporal UI and API" in capsys.readouterr().err
 
 
-def _read_lines(stream: IO[str], into: queue.Queue[str | None]) -> None:
-    for line in stream:
-        into.put(line)
-    into.put(None)
-
-
-@dataclass
-class DevRun:
-    proc: subprocess.Popen[str]
-    ports: dict[str, int]
-    lines: queue.Queue[str | None]
-    output: list[str]
-
-    def read_until(self, prefix: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(line.startswith(prefix) for line in self.output):
-            line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.1))
-            assert line is not None, f"cxgear dev exited before {prefix!r}:\n{self.text}"
-            self.output.append(line)
-
-    def read_rest(self) -> str:
-        while (line := self.lines.get(timeout=10)) is not None:
-            self.output.append(line)
-        return self.text
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def descendants(self) -> list[psutil.Process]:
-        return list(psutil.Process(self.proc.pid).children(recursive=True))
-
-
 @pytest.fixture
 def dev_run(tmp_path: Path) -> Iterator[DevRun]:
     """`python -m cxgear dev` on free ports and a fresh state dir, already past its ready line."""
-    ports = {
-        "pg": free_port(),
-        "temporal": free_port(),
-        "ui": free_port(),
-        "bao": free_port(consecutive=2),
-        "api": free_port(),
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CXGEAR_")}
-    env.update(
-        CXGEAR_STATE_DIR=str(tmp_path / "state"),
-        CXGEAR_DATABASE_URL=f"postgresql+psycopg://cxgear@127.0.0.1:{ports['pg']}/cxgear",
-        CXGEAR_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['temporal']}",
-        CXGEAR_TEMPORAL_UI_PORT=str(ports["ui"]),
-        CXGEAR_VAULT_ADDRESS=f"http://127.0.0.1:{ports['bao']}",
-        CXGEAR_API_PORT=str(ports["api"]),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cxgear", "dev"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    run = DevRun(proc, ports, lines, [])
-    descendants: list[psutil.Process] = []
-    try:
-        run.read_until("CXGear ready in", timeout=180)
-        descendants = run.descendants()
+    with running_dev([sys.executable, "-m", "cxgear", "dev"], tmp_path / "state") as run:
         yield run
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for child in descendants:
-            if child.is_running():
-                child.kill()
 
 
 class TestCxgearDev:
