@@ -12,7 +12,7 @@ from temporalio.client import Client as TemporalClient
 
 from api.body_limit import BodyLimitMiddleware
 from api.deps import PublicRoute
-from api.errors import install_error_handlers
+from api.errors import LastResortMiddleware, install_error_handlers
 from api.routes import (
     api_keys,
     auth,
@@ -136,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    # Added last so it is the outermost of ours: it also answers errors raised by the others.
+    app.add_middleware(LastResortMiddleware)
     return app
 
 

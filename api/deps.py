@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
-from api.errors import AppError, forbidden
+from api.errors import AppError, forbidden, temporal_unavailable
 from infra.security import API_KEY_PREFIX, token_hash
 from infra.settings import Settings
 from infra.vault import SecretStore
@@ -86,9 +86,7 @@ def get_temporal_provider(request: Request) -> TemporalProvider:
         try:
             return await provider()
         except RuntimeError as exc:  # the SDK's connect failure
-            raise AppError(
-                "Temporal is not reachable; try again", "TEMPORAL_UNAVAILABLE", 503
-            ) from exc
+            raise temporal_unavailable() from exc
 
     return connected
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import Column, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
+
+from models.fields import Name, nested_text_problem
+
+__all__ = ["Name", "PublicModel", "RequestBody"]
 
 
 def utcnow() -> datetime:
@@ -44,13 +48,20 @@ def jsonb_field(default_factory: Any) -> Any:
     return Field(default_factory=default_factory, sa_column=Column(JSONB, nullable=False))
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-
 class RequestBody(BaseModel):
     """Base of every API request body: unknown fields are refused so ids cannot be smuggled."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # Every string of every body, nested ones and object keys included (ingest rows, spinner
+        # definitions, metadata): what PostgreSQL cannot store is a 422 naming the field.
+        problem = nested_text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class PublicModel(BaseModel):

@@ -7,8 +7,6 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import text
-from temporalio.service import RPCError
 
 from api.deps import (
     Allow,
@@ -20,6 +18,7 @@ from api.deps import (
     UowDep,
 )
 from api.errors import AppError, not_found
+from api.services.callback_events import EVENT_ID_MAX, record_event
 from api.services.callbacks import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -28,6 +27,7 @@ from api.services.callbacks import (
     start_callback_supporting,
     verify,
 )
+from models.fields import DbId, nested_text_problem
 from models.record import TERMINAL_RECORD, Record
 from workflows.contracts import CallbackSignal
 from workflows.record_workflow import RecordWorkflow, record_workflow_id
@@ -37,7 +37,7 @@ router = APIRouter(tags=["callbacks"])
 
 @router.post("/public/callbacks/{record_id}", dependencies=[Depends(PublicRoute())])
 async def record_callback(
-    record_id: int,
+    record_id: DbId,
     request: Request,
     session: SessionDep,
     uow: UowDep,
@@ -62,52 +62,39 @@ async def record_callback(
         raise AppError("Callback body must be JSON", "VALIDATION_ERROR", 422) from exc
     if not isinstance(payload, dict):
         payload = {"value": payload}
+    if (problem := nested_text_problem(payload)) is not None:
+        raise AppError(f"Callback body {problem}", "VALIDATION_ERROR", 422)
     event_id = request.headers.get(EVENT_HEADER) or hashlib.sha256(body).hexdigest()
-    late = record.status in TERMINAL_RECORD
-    inserted = await session.execute(
-        text(
-            "insert into callback_event (org_id, record_id, event_id, payload, late, received_at)"
-            " values (:org, :rec, :ev, cast(:payload as jsonb), :late, now())"
-            " on conflict (record_id, event_id) do nothing returning id"
-        ),
-        {
-            "org": record.org_id,
-            "rec": record_id,
-            "ev": event_id[:200],
-            "payload": json.dumps(payload),
-            "late": late,
-        },
-    )
-    duplicate = inserted.first() is None
     # Supporting spinners start on any accepted event, late ones included; a redelivery retries
-    # a start that failed (idempotent by workflow id).
+    # a start that failed (idempotent by workflow id). They start once the request commits.
     await start_callback_supporting(
         uow,
         engine=request.app.state.engine,
         temporal=temporal,
         settings=settings,
         record=record,
-        event_id=event_id[:200],
+        event_id=event_id[:EVENT_ID_MAX],
         payload=payload,
     )
-    if duplicate:
+
+    async def signal() -> None:
+        wf_id = record.workflow_id or record_workflow_id(record_id)
+        await temporal.get_workflow_handle(wf_id).signal(
+            RecordWorkflow.callback, CallbackSignal(event_id, payload)
+        )
+
+    recorded = await record_event(
+        session,
+        org_id=record.org_id,
+        record_id=record_id,
+        event_id=event_id,
+        payload=payload,
+        late=record.status in TERMINAL_RECORD,
+        signal=signal,
+    )
+    if recorded.duplicate:
         return {"ok": True, "duplicate": True}
-    if not late:
-        try:
-            wf_id = record.workflow_id or record_workflow_id(record_id)
-            await temporal.get_workflow_handle(wf_id).signal(
-                RecordWorkflow.callback, CallbackSignal(event_id, payload)
-            )
-        except RPCError:
-            # The record closed between our read and the signal: keep the event as late.
-            await session.execute(
-                text(
-                    "update callback_event set late = true where record_id = :r and event_id = :e"
-                ),
-                {"r": record_id, "e": event_id[:200]},
-            )
-            late = True
-    return {"ok": True, "late": late}
+    return {"ok": True, "late": recorded.late}
 
 
 @router.get("/callback-secret")

@@ -38,6 +38,7 @@ from models.data_table import (
     IngestTokenPublic,
     RowsPublic,
 )
+from models.fields import Cursor
 from models.plan import Meter
 
 router = APIRouter(tags=["data tables"])
@@ -186,7 +187,7 @@ async def append_csv(
 async def list_rows(
     table: ReadableTable,
     session: SessionDep,
-    after: Annotated[int | None, Query(ge=0, description="row_id of the last row seen")] = None,
+    after: Annotated[Cursor | None, Query(description="row_id of the last row seen")] = None,
     limit: Annotated[int, Query(ge=1, description="page size, capped at 500")] = 50,
 ) -> RowsPublic:
     return await rows_page(session, table, after=after, limit=limit)

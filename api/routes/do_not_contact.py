@@ -19,6 +19,7 @@ from models.do_not_contact import (
     DoNotContactsPublic,
     add_to_do_not_contact,
 )
+from models.fields import Cursor, SafeStr
 
 router = APIRouter(prefix="/do-not-contact", tags=["do not contact"])
 Read = Annotated[Principal, Allow("integrations.read")]
@@ -40,7 +41,7 @@ async def _entry(session: SessionDep, principal: Principal, address: str) -> DoN
 async def list_entries(
     principal: Read,
     session: SessionDep,
-    before: int | None = None,
+    before: Cursor | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> DoNotContactsPublic:
     mine = DoNotContact.org_id == principal.org_id
@@ -74,7 +75,7 @@ async def add_entry(
 
 
 @router.delete("/{address}", status_code=204)
-async def remove_entry(address: str, principal: Write, session: SessionDep) -> None:
+async def remove_entry(address: SafeStr, principal: Write, session: SessionDep) -> None:
     try:
         normalized = normalize_address(address)
     except ValueError:

@@ -12,6 +12,7 @@ from api.errors import not_found
 from api.services.ingest import ingest
 from infra.security import token_hash
 from models.data_table import DataTable, IngestBody, IngestResult, KeyIngestBody
+from models.fields import SafeStr
 
 router = APIRouter(prefix="/public", tags=["ingest"])
 IngestKey = Annotated[KeyPrincipal, Depends(RequireApiKey("ingest"))]
@@ -25,7 +26,7 @@ IdempotencyKey = Annotated[
 WEBHOOK_TOKEN_PREFIX = "cxw_"
 
 
-async def webhook_table(token: str, session: SessionDep, settings: SettingsDep) -> DataTable:
+async def webhook_table(token: SafeStr, session: SessionDep, settings: SettingsDep) -> DataTable:
     if not token.startswith(WEBHOOK_TOKEN_PREFIX):
         raise not_found("Ingest webhook")
     digest = token_hash(settings.secret_key.get_secret_value(), token)

@@ -21,7 +21,7 @@ from api.deps import (
     TemporalDep,
     UowDep,
 )
-from api.errors import AppError, not_found
+from api.errors import AppError, is_not_found, not_found
 from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
@@ -179,6 +179,8 @@ async def job_progress(job: ReadableJob, temporal: TemporalDep) -> JobProgress:
             job_workflow_id(str(job.id))
         ).query(JobWorkflow.progress)
     except RPCError as exc:
+        if not is_not_found(exc):
+            raise  # translated by api.errors
         raise AppError("The job is not running", "JOB_NOT_RUNNING", 409) from exc
     return progress
 
@@ -189,9 +191,10 @@ async def _signal(temporal: TemporalDep, job: Job, signal: object) -> None:
     try:
         await temporal.get_workflow_handle(job_workflow_id(str(job.id))).signal(signal)  # type: ignore[call-overload]
     except RPCError as exc:
-        raise AppError(
-            "The job's workflow is not reachable; try again", "TEMPORAL_UNAVAILABLE", 503
-        ) from exc
+        if not is_not_found(exc):
+            raise  # translated by api.errors
+        # Its workflow closed before the job's status caught up.
+        raise AppError("The job has already ended", "JOB_ENDED", 409) from exc
 
 
 @router.post("/jobs/{job_id}/pause")

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import text
 from sqlmodel import col, select
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.deps import Allow, Principal, SessionDep, TemporalLazyDep
-from api.errors import AppError, not_found
+from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
 from api.services.journey import attempt_counts, derive_journey, store_snapshots
+from models.fields import Cursor, DbId, SafeStr
 from models.job import Job
 from models.journey import JourneyPublic, JourneySnapshot
 from models.record import (
@@ -32,7 +33,7 @@ Read = Annotated[Principal, Allow("spinners.read")]
 MAX_PAGE = 500
 
 
-async def readable_record(record_id: int, principal: Read, session: SessionDep) -> Record:
+async def readable_record(record_id: DbId, principal: Read, session: SessionDep) -> Record:
     record = await session.get(Record, record_id)
     if record is None or record.org_id != principal.org_id:
         raise not_found("Record")
@@ -121,9 +122,9 @@ class RecordFilters:
     """The query parameters shared by every records listing."""
 
     status: Status = None
-    disposition: str | None = None
-    q: Annotated[str | None, Query(max_length=200)] = None
-    after: int | None = None
+    disposition: Annotated[SafeStr | None, Query(max_length=200)] = None
+    q: Annotated[SafeStr | None, Query(max_length=200)] = None
+    after: Cursor | None = None
     limit: Limit = 100
 
 
@@ -191,11 +192,9 @@ async def record_journey(
         attempts = await attempt_counts(await session.connection(), [wf_id])
         journey = await derive_journey(await temporal(), wf_id, record.id, attempts.get(wf_id))
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise AppError(
-                "The record's history is not available", "HISTORY_UNAVAILABLE", 404
-            ) from exc
-        raise AppError("Temporal is not reachable; try again", "TEMPORAL_UNAVAILABLE", 503) from exc
+        if not is_not_found(exc):
+            raise  # translated by api.errors
+        raise AppError("The record's history is not available", "HISTORY_UNAVAILABLE", 404) from exc
     if record.status in TERMINAL_RECORD and journey.status in TERMINAL_RECORD:
         # Read before the archiver got to it: stored now (the archiver's later write is the same).
         await store_snapshots(await session.connection(), [(record.id, record.org_id, journey)])

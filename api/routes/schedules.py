@@ -15,10 +15,10 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep, UowDep
-from api.errors import AppError, not_found
+from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import runnable_spinner, table_for
 from api.routes.spinners import ReadableSpinner
 from infra.settings import Settings
@@ -67,8 +67,10 @@ async def public(temporal: TemporalDep, sched: SpinnerSchedule) -> SchedulePubli
     try:
         desc = await temporal.get_schedule_handle(schedule_id(str(sched.id))).describe()
         out.next_runs = list(desc.info.next_action_times[:5])
-    except RPCError:
-        out.next_runs = []
+    except RPCError as exc:
+        if not is_not_found(exc):
+            raise  # translated by api.errors
+        out.next_runs = []  # not (or no longer) in Temporal: nothing will run
     return out
 
 
@@ -106,6 +108,8 @@ async def create_schedule(
             schedule_id(str(sched.id)), temporal_schedule(settings, sched)
         )
     except RPCError as exc:
+        if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise  # translated by api.errors
         raise AppError(
             f"Temporal refused the schedule: {exc.message}", "VALIDATION_ERROR", 422
         ) from exc
@@ -156,6 +160,8 @@ async def resume_schedule(
 async def delete_schedule(sched: ScheduleDep, session: SessionDep, temporal: TemporalDep) -> None:
     try:
         await handle(temporal, sched).delete()
-    except RPCError:
-        pass  # already gone in Temporal; removing our row is what matters
+    except RPCError as exc:
+        if not is_not_found(exc):
+            raise  # translated by api.errors
+        # already gone in Temporal; removing our row is what matters
     await session.delete(sched)

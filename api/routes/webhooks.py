@@ -3,7 +3,7 @@ authentication is the provider's signature, checked in api/services/webhooks.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -13,6 +13,7 @@ from api.services.webhooks import (
     SENDGRID_SIGNATURE,
     SENDGRID_TIMESTAMP,
     TWILIO_SIGNATURE,
+    TwilioRequest,
     parse_form,
     public_url,
 )
@@ -20,48 +21,27 @@ from api.services.webhooks import (
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+TWILIO_HANDLERS = {"status": webhooks.twilio_status, "inbound": webhooks.twilio_inbound}
 
 
-def _signed_url(request: Request, public_api_url: str) -> str:
-    # Behind a TLS-terminating proxy request.url is http://internal…; Twilio signed the public URL.
-    return public_url(public_api_url, request.url.path, request.url.query)
-
-
-@router.post("/twilio/status", dependencies=[Depends(PublicRoute())])
-async def twilio_status(
+@router.post("/twilio/{kind}", dependencies=[Depends(PublicRoute())])
+async def twilio_webhook(
+    kind: Literal["status", "inbound"],
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
     secrets: SecretStoreDep,
 ) -> Response:
-    await webhooks.twilio_status(
-        session,
-        temporal,
-        secrets,
-        url=_signed_url(request, settings.public_api_url),
+    """Twilio's message status callbacks (`status`) and inbound messages (`inbound`)."""
+    signed = TwilioRequest(
+        # Behind a TLS-terminating proxy request.url is http://internal…; Twilio signed the
+        # public URL.
+        url=public_url(settings.public_api_url, request.url.path, request.url.query),
         form=parse_form(await request.body()),
         signature=request.headers.get(TWILIO_SIGNATURE, ""),
     )
-    return Response(EMPTY_TWIML, media_type="text/xml")
-
-
-@router.post("/twilio/inbound", dependencies=[Depends(PublicRoute())])
-async def twilio_inbound(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-    secrets: SecretStoreDep,
-) -> Response:
-    await webhooks.twilio_inbound(
-        session,
-        temporal,
-        secrets,
-        url=_signed_url(request, settings.public_api_url),
-        form=parse_form(await request.body()),
-        signature=request.headers.get(TWILIO_SIGNATURE, ""),
-    )
+    await TWILIO_HANDLERS[kind](session, temporal, secrets, signed)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 

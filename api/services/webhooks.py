@@ -1,7 +1,7 @@
 """Provider webhooks: find the send through the ledger, verify the provider's signature with the
 owning integration's key, record the event once, and signal the waiting record.
 
-Every effect is keyed by the provider's event id in `callback_event` (unique per record), so a
+Every effect is keyed by the provider's event id (api/services/callback_events.py), so a
 provider redelivering the same event ten times has one effect; a record that has already closed
 gets its event stored as late instead of an error (providers retry on 5xx).
 """
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
-from temporalio.service import RPCError
 
 from api.errors import AppError
+from api.services.callback_events import Recorded, record_event
 from infra.providers import sendgrid_signature_valid, twilio_signature_valid
 from infra.vault import SecretNotFound, SecretStore
 from models.channel import WHATSAPP_PREFIX, Channel, normalize_address, normalize_phone
@@ -99,23 +99,34 @@ def public_url(public_api_url: str, path: str, query: str) -> str:
     return public_api_url.rstrip("/") + path + (f"?{query}" if query else "")
 
 
-async def _twilio_token(secrets: SecretStore, integration: dict[str, Any]) -> str | None:
+@dataclass
+class TwilioRequest:
+    """What every Twilio webhook is checked against: the URL Twilio signed, its form, the signature."""
+
+    url: str
+    form: dict[str, str]
+    signature: str
+
+    @property
+    def message_sid(self) -> str:
+        return self.form.get("MessageSid") or self.form.get("SmsSid") or ""
+
+
+async def _signed_by(secrets: SecretStore, integration: dict[str, Any], req: TwilioRequest) -> bool:
+    """Whether this Twilio integration's auth token signed the request."""
     if integration["kind"] != IntegrationKind.twilio:
-        return None
+        return False
     try:
         creds = await secrets.read_credentials(integration["org_id"], integration["id"])
     except SecretNotFound:
-        return None
-    return creds.get("auth_token") or None
+        return False
+    token = creds.get("auth_token")
+    if not token:  # an empty key would let anyone sign
+        return False
+    return twilio_signature_valid(token, req.url, req.form, req.signature)
 
 
-@dataclass
-class Recorded:
-    duplicate: bool
-    late: bool
-
-
-async def record_event(
+async def _record(
     session: AsyncSession,
     temporal: TemporalClient,
     *,
@@ -124,43 +135,27 @@ async def record_event(
     payload: dict[str, Any],
     signal: ProviderEvent | None,
 ) -> Recorded:
-    """Store the event once per record; signal the record's workflow if it is still running."""
+    """Store the event once for the send's record; signal its workflow if it is still running."""
     record_id = int(owner["record_id"])
     status = (
         await session.execute(select(_t(Record).c.status).where(_t(Record).c.id == record_id))
     ).scalar_one_or_none()
-    late = status is None or status in TERMINAL_RECORD
-    inserted = await session.execute(
-        text(
-            "insert into callback_event (org_id, record_id, event_id, payload, late, received_at)"
-            " values (:org, :rec, :ev, cast(:payload as jsonb), :late, now())"
-            " on conflict (record_id, event_id) do nothing returning id"
-        ),
-        {
-            "org": owner["org_id"],
-            "rec": record_id,
-            "ev": event_id[:200],
-            "payload": json.dumps(payload),
-            "late": late,
-        },
+
+    async def send_signal() -> None:
+        assert signal is not None
+        await temporal.get_workflow_handle(workflow_id_of(owner["key"])).signal(
+            RecordWorkflow.provider_event, signal
+        )
+
+    return await record_event(
+        session,
+        org_id=owner["org_id"],
+        record_id=record_id,
+        event_id=event_id,
+        payload=payload,
+        late=status is None or status in TERMINAL_RECORD,
+        signal=send_signal if signal is not None else None,
     )
-    if inserted.first() is None:
-        return Recorded(duplicate=True, late=late)
-    if not late and signal is not None:
-        try:
-            await temporal.get_workflow_handle(workflow_id_of(owner["key"])).signal(
-                RecordWorkflow.provider_event, signal
-            )
-        except RPCError:
-            # The workflow closed between our read and the signal: keep the event as late.
-            await session.execute(
-                text(
-                    "update callback_event set late = true where record_id = :r and event_id = :e"
-                ),
-                {"r": record_id, "e": event_id[:200]},
-            )
-            late = True
-    return Recorded(duplicate=False, late=late)
 
 
 async def _set_ledger_status(session: AsyncSession, ledger_id: int, status: SendStatus) -> None:
@@ -172,30 +167,23 @@ async def _set_ledger_status(session: AsyncSession, ledger_id: int, status: Send
 
 
 async def twilio_status(
-    session: AsyncSession,
-    temporal: TemporalClient,
-    secrets: SecretStore,
-    *,
-    url: str,
-    form: dict[str, str],
-    signature: str,
-) -> Recorded | None:
-    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    session: AsyncSession, temporal: TemporalClient, secrets: SecretStore, req: TwilioRequest
+) -> None:
+    sid, form = req.message_sid, req.form
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    if not sid or not signature:
+    if not sid or not req.signature:
         raise invalid_signature("missing X-Twilio-Signature or MessageSid")
     owners = await _owner_where(session, _t(SendLedger).c.provider_message_id == sid)
     if not owners:
         raise invalid_signature("unknown message")
     owner = owners[0]
-    token = await _twilio_token(secrets, owner.integration)
-    if token is None or not twilio_signature_valid(token, url, form, signature):
+    if not await _signed_by(secrets, owner.integration, req):
         raise invalid_signature("does not match")
     if not status:
-        return None
+        return
     if status in FAILED_STATUSES:
         await _set_ledger_status(session, owner.ledger["id"], SendStatus.failed)
-    return await record_event(
+    await _record(
         session,
         temporal,
         owner=owner.ledger,
@@ -216,16 +204,11 @@ def _phone(value: str) -> str | None:
 
 
 async def twilio_inbound(
-    session: AsyncSession,
-    temporal: TemporalClient,
-    secrets: SecretStore,
-    *,
-    url: str,
-    form: dict[str, str],
-    signature: str,
+    session: AsyncSession, temporal: TemporalClient, secrets: SecretStore, req: TwilioRequest
 ) -> str:
     """Handle an inbound message; returns what happened ("stop", "reply", "late", "duplicate"…)."""
-    if not signature:
+    form = req.form
+    if not req.signature:
         raise invalid_signature("missing X-Twilio-Signature")
     to, sender = _phone(form.get("To", "")), _phone(form.get("From", ""))
     if to is None or sender is None:
@@ -244,8 +227,7 @@ async def twilio_inbound(
     owned: dict[str, Any] | None = None
     # The same number may be a channel in several orgs; the signing auth token says whose it is.
     for candidate in candidates.all():
-        token = await _twilio_token(secrets, dict(candidate))
-        if token and twilio_signature_valid(token, url, form, signature):
+        if await _signed_by(secrets, dict(candidate), req):
             owned = dict(candidate)
             break
     if owned is None:
@@ -285,8 +267,8 @@ async def twilio_inbound(
         (s for s in sends if statuses.get(s.ledger["record_id"]) not in TERMINAL_RECORD),
         sends[0],
     )
-    sid = form.get("MessageSid") or form.get("SmsSid") or ""
-    recorded = await record_event(
+    sid = req.message_sid
+    recorded = await _record(
         session,
         temporal,
         owner=target.ledger,
@@ -357,7 +339,7 @@ async def sendgrid_events(
         signal = None
         if kind in SENDGRID_STATUSES:
             signal = ProviderEvent(f"sendgrid:{event_id}", owner.ledger["step_id"], "status", kind)
-        recorded = await record_event(
+        recorded = await _record(
             session,
             temporal,
             owner=owner.ledger,
