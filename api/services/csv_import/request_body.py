@@ -8,6 +8,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from api.services.byte_stream import coalesce
 from api.services.csv_import.errors import bad
 
 BLOCK_BYTES = 256 * 1024
@@ -121,11 +122,5 @@ async def body_blocks(request: Request) -> AsyncGenerator[bytes, None]:
             f"Send the CSV as multipart/form-data (field 'file') or as a text/csv body, not {media_type}",
             status=415,
         )
-    pending = bytearray()
-    async for chunk in source:
-        pending += chunk
-        if len(pending) >= BLOCK_BYTES:
-            yield bytes(pending)
-            pending.clear()
-    if pending:
-        yield bytes(pending)
+    async for block in coalesce(source, BLOCK_BYTES):
+        yield block
