@@ -13,7 +13,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.job_reports import JobReporter
 from activities.steps import CHEAP_STEP_TYPES, StepActivities
-from models.spinner_definition import SpinnerDefinition, parse_duration
+from models.spinner_language.definition import SpinnerDefinition
+from models.spinner_language.durations import parse_duration
 from store.jobs import (
     NewJob,
     NoPublishedVersion,

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.expressions import ExpressionError, compile_expression
-from models.spinner_definition import parse_duration
-from models.templating import TemplateError, render_template
+from models.spinner_language.durations import parse_duration
+from models.spinner_language.expressions import ExpressionError, compile_expression
+from models.spinner_language.templating import TemplateError, render_template
 from workflows.contracts import CheapResults, CheapRun, SendOutcome, StepResult, StepRun
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

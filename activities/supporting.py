@@ -24,7 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.expressions import ExpressionError, compile_expression
+from models.spinner_language.expressions import ExpressionError, compile_expression
 from models.spinner_link import delay_seconds
 from store.jobs import ChildRecord, NewJob, NoPublishedVersion, create_job, roll_up_job
 from store.usage import PlanLimitReached

@@ -36,7 +36,7 @@ import httpx
 import psutil
 import psycopg
 
-from api.services.csv_import import copy_text, row_template
+from api.services.csv_import.copy_format import copy_text, row_template
 from cxgear.migrate import migrate
 from cxgear.stack.ports import free_port
 from cxgear.stack.postgres import EmbeddedPostgres

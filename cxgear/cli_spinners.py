@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cxgear.cli_client import api_client, checked
-from models.spinner_definition import SpinnerFile, dump_spinner_yaml, load_spinner_yaml
+from models.spinner_language.yaml_io import SpinnerFile, dump_spinner_yaml, load_spinner_yaml
 
 spinners_app = typer.Typer(help="Spinners as code: apply and export YAML.", no_args_is_help=True)
 console = Console()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -52,36 +56,56 @@ def build_workers(
     return workers
 
 
-def activity_deps(settings: Settings, client: Client | None = None) -> ActivityDeps:
-    return ActivityDeps(
-        engine=create_engine(settings.database_url, pool_size=20),
-        public_api_url=settings.public_api_url,
-        api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
-        secrets=SecretStore(settings),
-        temporal=client,
-    )
+def activity_deps(
+    settings: Settings, client: Client | None = None, **overrides: Any
+) -> ActivityDeps:
+    """The worker's dependencies from settings; `overrides` replaces ActivityDeps fields (tests)."""
+    fields: dict[str, Any] = {
+        "engine": create_engine(settings.database_url, pool_size=20),
+        "public_api_url": settings.public_api_url,
+        "api_caller": ApiCaller(allowed_hosts=settings.http_allowed_hosts),
+        "secrets": SecretStore(settings),
+        "temporal": client,
+    }
+    return ActivityDeps(**(fields | overrides))
+
+
+@dataclass
+class RunningWorkers:
+    workers: list[Worker]
+    runs: list[asyncio.Task[None]]
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, settings: Settings, deps: ActivityDeps, queues: list[str] | None = None
+) -> AsyncIterator[RunningWorkers]:
+    """The workers of `queues` polling while the block runs; shut down and the engine disposed after."""
+    workers = build_workers(client, settings, deps, queues)
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield RunningWorkers(workers, runs)
+    finally:
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*runs, return_exceptions=True)
+        await deps.engine.dispose()
 
 
 async def run_worker(settings: Settings, queues: list[str]) -> None:
     client = await connect_temporal(settings)
-    deps = activity_deps(settings, client)
-    workers = build_workers(client, settings, deps, queues)
-    log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runs = [asyncio.create_task(w.run()) for w in workers]
-    try:
+    async with running_workers(
+        client, settings, activity_deps(settings, client), queues
+    ) as running:
+        log.info("worker polling %s", ", ".join(w.task_queue for w in running.workers))
         # Either a signal asks us to stop, or a worker ends on its own (fatal error).
         await asyncio.wait(
-            [asyncio.create_task(stop.wait()), *runs], return_when=asyncio.FIRST_COMPLETED
+            [asyncio.create_task(stop.wait()), *running.runs], return_when=asyncio.FIRST_COMPLETED
         )
-    finally:
         log.info("worker stopping")
-        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
-        await asyncio.gather(*runs, return_exceptions=True)
-        await deps.engine.dispose()
-    for task in runs:
+    for task in running.runs:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

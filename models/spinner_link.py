@@ -12,8 +12,8 @@ from pydantic import field_validator, model_validator
 from sqlmodel import Field, SQLModel
 
 from models.base import PublicModel, RequestBody, created_field, id_field, org_field
-from models.expressions import ExpressionError, compile_expression
-from models.spinner_definition import parse_duration
+from models.spinner_language.durations import parse_duration
+from models.spinner_language.expressions import ExpressionError, compile_expression
 
 MAX_LINK_ATTEMPTS = 10
 

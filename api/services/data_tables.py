@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
+from api.services.byte_stream import coalesce
 from api.services.plan_limits import register_capacity_meter
 from models.data_table import (
     MAX_ROWS_PAGE,
@@ -150,11 +151,5 @@ async def export_csv(
     )
     async with conn:
         async with conn.cursor() as cur, cur.copy(export_query(table_id, columns)) as copy:
-            pending = bytearray()
-            async for data in copy:
-                pending += data
-                if len(pending) >= EXPORT_CHUNK_BYTES:
-                    yield bytes(pending)
-                    pending.clear()
-            if pending:
-                yield bytes(pending)
+            async for block in coalesce(copy, EXPORT_CHUNK_BYTES):
+                yield block

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
-from api.services.csv_import import mismatch_error
+from api.services.csv_import.header import mismatch_error
 from models.data_table import DataTable, IngestResult
 
 MAX_IDEMPOTENCY_KEY = 255

@@ -10,8 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
 from models.spinner import IssuePublic, Spinner, SpinnerVersion
-from models.spinner_definition import definition_hash
-from models.spinner_validation import ValidationIssue, parse_definition, validate_definition
+from models.spinner_language.definition import definition_hash
+from models.spinner_language.errors import ValidationIssue
+from models.spinner_language.validation import parse_definition, validate_definition
 
 
 async def project_fields(session: AsyncSession, project_id: uuid.UUID) -> list[str]:

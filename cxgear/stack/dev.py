@@ -22,10 +22,11 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from rich.console import Console
 
-from cxgear.stack import StackError, find_binary, spawn, stop_process, tail
+from cxgear.stack import StackError, find_binary
 from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import LOOPBACK, port_in_use, port_of_address
 from cxgear.stack.postgres import EmbeddedPostgres
+from cxgear.stack.process import spawn, stop_process, tail
 from cxgear.stack.temporal import EmbeddedTemporal
 from infra.settings import Settings
 

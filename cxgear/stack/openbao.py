@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,9 @@ from typing import Any
 import httpx
 import hvac
 
-from cxgear.stack import StackError, find_binary, spawn, stop_process, wait_until
+from cxgear.stack import StackError, find_binary
 from cxgear.stack.ports import LOOPBACK
+from cxgear.stack.process import Launch, ServerProcess, default_log_file
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,9 @@ NODE_ID = "cxgear-dev"
 ACTIVE = 200
 
 
-class EmbeddedOpenBao:
+class EmbeddedOpenBao(ServerProcess):
+    name = "OpenBao"
+
     def __init__(
         self,
         data_dir: Path | None,
@@ -43,17 +44,9 @@ class EmbeddedOpenBao:
         if data_dir is None and not dev:
             raise ValueError("a persistent OpenBao needs a data_dir (or pass dev=True)")
         self.data_dir = data_dir.expanduser().absolute() if data_dir is not None else None
-        self.port = port
         self.dev = dev
-        if log_file is None:
-            log_file = (
-                self.data_dir.with_name(f"{self.data_dir.name}.log")
-                if self.data_dir is not None
-                else Path(tempfile.gettempdir()) / f"cxgear-openbao-{port}.log"
-            )
-        self.log_file = log_file
+        super().__init__(port, log_file or default_log_file(self.data_dir, "openbao", port))
         self._token = secrets.token_urlsafe(24) if dev else ""
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -73,17 +66,7 @@ class EmbeddedOpenBao:
     def init_file(self) -> Path | None:
         return self.data_dir / "init.json" if self.data_dir is not None else None
 
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        return self._proc
-
-    def start(self, timeout: float = 60) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def launch(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            return
+    def _prepare(self) -> Launch:
         bao = str(find_binary("bao"))
         if self.dev:
             args = [
@@ -100,40 +83,16 @@ class EmbeddedOpenBao:
         log.info("starting OpenBao on %s (%s)", self.address, "dev" if self.dev else self.data_dir)
         # BAO_ADDR etc. from the caller's shell describe some other server, not this one.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
-        self._proc = spawn(args, log_file=self.log_file, env=env)
+        return Launch(args, env=env)
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        if self._proc is None:
-            raise StackError("OpenBao was not launched")
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        what = f"OpenBao (port {self.port})"
-        proc = self._proc
-
-        def remaining() -> float:
-            return max(deadline - time.monotonic(), 0.1)
-
-        wait_until(
-            lambda: self._health() is not None,
-            what=what,
-            proc=proc,
-            log_file=self.log_file,
-            timeout=remaining(),
-        )
+        self._poll(lambda: self._health() is not None, deadline, at_least=0.1)
         if not self.dev:
             self._init_and_unseal()
-        wait_until(
-            lambda: self._health() == ACTIVE,
-            what=what,
-            proc=proc,
-            log_file=self.log_file,
-            timeout=remaining(),
-        )
+        self._poll(lambda: self._health() == ACTIVE, deadline, at_least=0.1)
         if not self.dev:
-            self._ensure_kv(remaining())
-
-    def stop(self) -> None:
-        stop_process(self._proc, timeout=20)
-        self._proc = None
+            self._ensure_kv(max(deadline - time.monotonic(), 0.1))
 
     def client(self) -> hvac.Client:
         return hvac.Client(url=self.address, token=self.token, timeout=5)

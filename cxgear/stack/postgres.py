@@ -16,8 +16,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from cxgear.stack import StackError, find_binary, spawn, stop_process, tail, wait_until
+from cxgear.stack import StackError, find_binary
 from cxgear.stack.ports import LOOPBACK
+from cxgear.stack.process import Launch, ServerProcess, default_log_file, tail
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,12 @@ SYSTEM_USER = "embedded_postgres"
 MAX_SOCKET_PATH = 100
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
+    name = "PostgreSQL"
+    # SIGINT is PostgreSQL's "fast shutdown": roll back clients, checkpoint, exit.
+    stop_signal = signal.SIGINT
+    stop_timeout = 30
+
     def __init__(
         self,
         data_dir: Path,
@@ -39,13 +45,11 @@ class EmbeddedPostgres:
         log_file: Path | None = None,
     ) -> None:
         self.data_dir = data_dir.expanduser().absolute()
-        self.port = port
+        super().__init__(port, log_file or default_log_file(self.data_dir, "postgres", port))
         self.user = user
         self.database = database
         # Tests throw the cluster away, so crash safety buys nothing there and costs seconds.
         self.fast = fast
-        self.log_file = log_file or self.data_dir.with_name(f"{self.data_dir.name}.log")
-        self._proc: subprocess.Popen[bytes] | None = None
         self._socket_dir: Path | None = None
 
     @property
@@ -55,22 +59,8 @@ class EmbeddedPostgres:
     def url_for(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@{LOOPBACK}:{self.port}/{database}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        return self._proc
-
-    def start(self, timeout: float = 60) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def launch(self) -> None:
-        """initdb when needed and spawn the postmaster without waiting for it."""
-        if self._proc is not None and self._proc.poll() is None:
-            return
+    def _prepare(self) -> Launch:
+        """initdb when needed, then the postmaster's command line."""
         postgres = find_binary("postgres")
         initdb = find_binary("initdb")
         uid, gid = self._system_ids()
@@ -90,31 +80,11 @@ class EmbeddedPostgres:
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
         log.info("starting PostgreSQL on %s:%s (data %s)", LOOPBACK, self.port, self.data_dir)
-        self._proc = spawn(
-            args,
-            log_file=self.log_file,
-            cwd=self.data_dir,
-            user=uid,
-            group=gid,
-            # SIGINT is PostgreSQL's "fast shutdown": roll back clients, checkpoint, exit.
-            death_signal=signal.SIGINT,
-        )
+        return Launch(args, cwd=self.data_dir, user=uid, group=gid)
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        if self._proc is None:
-            raise StackError("PostgreSQL was not launched")
-        wait_until(
-            self._accepts_connections,
-            what=f"PostgreSQL (port {self.port})",
-            proc=self._proc,
-            log_file=self.log_file,
-            timeout=timeout,
-        )
+    def _wait_ready(self, timeout: float) -> None:
+        self._poll(self._accepts_connections, time.monotonic() + timeout)
         self._create_database()
-
-    def stop(self) -> None:
-        stop_process(self._proc, sig=signal.SIGINT, timeout=30)
-        self._proc = None
 
     def _system_ids(self) -> tuple[int | None, int | None]:
         if os.geteuid() != 0:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -17,15 +14,9 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from cxgear.stack import (
-    StackError,
-    died_during_startup,
-    find_binary,
-    spawn,
-    stop_process,
-    wait_until,
-)
+from cxgear.stack import find_binary
 from cxgear.stack.ports import LOOPBACK
+from cxgear.stack.process import Launch, ServerProcess, default_log_file, tcp_open
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +47,9 @@ DYNAMIC_CONFIG: dict[str, str] = {
 }
 
 
-class EmbeddedTemporal:
+class EmbeddedTemporal(ServerProcess):
+    name = "Temporal"
+
     def __init__(
         self,
         db_file: Path | None,
@@ -67,17 +60,9 @@ class EmbeddedTemporal:
         log_file: Path | None = None,
     ) -> None:
         self.db_file = db_file.expanduser().absolute() if db_file is not None else None
-        self.port = port
         self.ui_port = ui_port
         self.namespace = namespace
-        if log_file is None:
-            log_file = (
-                self.db_file.with_suffix(".log")
-                if self.db_file is not None
-                else Path(tempfile.gettempdir()) / f"cxgear-temporal-{port}.log"
-            )
-        self.log_file = log_file
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(port, log_file or default_log_file(self.db_file, "temporal", port))
 
     @property
     def address(self) -> str:
@@ -86,10 +71,6 @@ class EmbeddedTemporal:
     @property
     def ui_url(self) -> str | None:
         return f"http://{LOOPBACK}:{self.ui_port}" if self.ui_port is not None else None
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        return self._proc
 
     def command(self) -> list[str]:
         args = [
@@ -126,32 +107,16 @@ class EmbeddedTemporal:
             args += ["--namespace", self.namespace]
         return args
 
-    def start(self, timeout: float = 60) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def launch(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            return
+    def _prepare(self) -> Launch:
         args = self.command()
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting Temporal on %s (db %s)", self.address, self.db_file or "in memory")
-        env = {**os.environ, "GOGC": os.environ.get("GOGC", GO_GC_PERCENT)}
-        self._proc = spawn(args, log_file=self.log_file, env=env)
+        return Launch(args, env={**os.environ, "GOGC": os.environ.get("GOGC", GO_GC_PERCENT)})
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        if self._proc is None:
-            raise StackError("Temporal was not launched")
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        what = f"Temporal (port {self.port})"
-        wait_until(
-            lambda: _tcp_open(self.port),
-            what=what,
-            proc=self._proc,
-            log_file=self.log_file,
-            timeout=timeout,
-        )
+        self._poll(lambda: tcp_open(self.port), deadline)
         # A temporalio client runs on its own event loop in a helper thread, so start() works the
         # same from plain code and from inside a running loop (an async test). Joining in short
         # slices lets Ctrl-C through, and `cancel` then ends the probe instead of leaving it behind.
@@ -168,20 +133,15 @@ class EmbeddedTemporal:
                 probe.join(0.1)
         finally:
             cancel.set()
-        ready = bool(outcome and outcome[0])
-        if not ready:
-            code = self._proc.poll()
-            if code is not None:
-                raise died_during_startup(what, code, self.log_file)
-            raise StackError(f"{what} not ready after {timeout:.0f}s; see {self.log_file}")
+        if not (outcome and outcome[0]):
+            raise self._not_ready(timeout)
         if self.ui_port is not None:
             ui_port = self.ui_port
-            wait_until(
-                lambda: _tcp_open(ui_port),
+            self._poll(
+                lambda: tcp_open(ui_port),
+                deadline,
                 what=f"Temporal UI (port {ui_port})",
-                proc=self._proc,
-                log_file=self.log_file,
-                timeout=max(deadline - time.monotonic(), 1),
+                at_least=1,
             )
 
     async def _probe(self, deadline: float, cancel: threading.Event) -> bool:
@@ -204,16 +164,4 @@ class EmbeddedTemporal:
             except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
                 log.debug("Temporal not ready yet: %s", exc)
             await asyncio.sleep(0.1)
-        return False
-
-    def stop(self) -> None:
-        stop_process(self._proc, timeout=20)
-        self._proc = None
-
-
-def _tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
         return False

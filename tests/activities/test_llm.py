@@ -22,7 +22,7 @@ from activities.llm import LlmActivities
 from infra.db import create_engine
 from infra.settings import Settings
 from infra.vault import SecretStore
-from models.spinner_definition import AiAgentStep
+from models.spinner_language.steps import AiAgentStep
 from tests.builders import Account, contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.openai_api import FakeOpenAI, echo, message_text, running_openai
 from workflows.contracts import StepResult, StepRun

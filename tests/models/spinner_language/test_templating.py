@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from models.templating import TemplateError, render_template, template_references
+from models.spinner_language.templating import TemplateError, render_template, template_references
 
 METADATA = {"name": "Ann", "amount": "150", "city": "Paris", "items": "3 boxes"}
 CONTEXT = {"jobId": "job-1", "recordId": "rec-9", "callbackUrl": "https://cx.example/cb/rec-9"}

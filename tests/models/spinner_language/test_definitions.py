@@ -6,19 +6,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from models.spinner_definition import (
-    ApiCallStep,
-    DefinitionError,
-    SpinnerDefinition,
-    SpinnerFile,
-    declared_outputs,
-    definition_hash,
-    dump_spinner_yaml,
-    load_spinner_yaml,
-    parse_duration,
-    step_targets,
-)
-from models.spinner_validation import ValidationIssue, parse_definition, validate_definition
+from models.spinner_language.definition import SpinnerDefinition, definition_hash
+from models.spinner_language.durations import parse_duration
+from models.spinner_language.errors import DefinitionError, ValidationIssue
+from models.spinner_language.steps import ApiCallStep, declared_outputs, step_targets
+from models.spinner_language.validation import parse_definition, validate_definition
+from models.spinner_language.yaml_io import SpinnerFile, dump_spinner_yaml, load_spinner_yaml
 
 FIELDS = ["name", "amount", "phone", "tz", "call_at"]
 

@@ -13,19 +13,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models.expressions import ExpressionError, compile_expression
-from models.spinner_definition import (
-    MAX_STEPS,
-    SpinnerDefinition,
-    StepBase,
-    ValidationIssue,
-    declared_outputs,
-    issues_from_validation_error,
-    step_targets,
+from models.spinner_language.definition import MAX_STEPS, SpinnerDefinition
+from models.spinner_language.errors import ValidationIssue, issues_from_validation_error
+from models.spinner_language.expressions import ExpressionError, compile_expression
+from models.spinner_language.steps import StepBase, declared_outputs, step_targets
+from models.spinner_language.templating import (
+    CONTEXT_FIELDS,
+    NAMESPACES,
+    TemplateError,
+    template_references,
 )
-from models.templating import CONTEXT_FIELDS, NAMESPACES, TemplateError, template_references
 
-__all__ = ["ValidationIssue", "parse_definition", "validate_definition"]
+__all__ = ["parse_definition", "validate_definition"]
 
 
 def parse_definition(data: Any) -> tuple[SpinnerDefinition | None, list[ValidationIssue]]:

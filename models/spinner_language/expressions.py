@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from models.templating import resolve_reference
+from models.spinner_language.templating import resolve_reference
 
 __all__ = ["Expression", "ExpressionError", "compile_expression"]
 

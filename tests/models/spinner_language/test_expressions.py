@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from models.expressions import ExpressionError, compile_expression
+from models.spinner_language.expressions import ExpressionError, compile_expression
 
 METADATA = {
     "amount": "150",
