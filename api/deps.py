@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
 from api.errors import AppError, forbidden
+from api.services.throttle import limit_public
 from infra.security import API_KEY_PREFIX, token_hash
 from infra.settings import Settings
 from infra.vault import SecretStore
@@ -247,6 +248,7 @@ class RequireApiKey:
         org = await session.get(Organization, key.org_id)
         if org is None:
             raise AppError("API key is not valid or was revoked", "API_KEY_INVALID", 401)
+        await limit_public(request, settings, f"api-key:{key.id}", org.plan)
         now = datetime.now(UTC)
         if key.last_used_at is None or now - key.last_used_at > LAST_ACTIVE_RESOLUTION:
             key.last_used_at = now
