@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.function_sandbox import FunctionCall, run_function_async
 from workflows.contracts import StepResult, StepRun
@@ -24,9 +24,15 @@ class FunctionActivities:
             )
         )
         if not result.ok:
-            # The code is the user's: running it again gives the same failure.
+            # The code is the user's: running it again gives the same failure. Its message may
+            # quote row data ("cannot reach +1415…"), so it goes only into the failure, which the
+            # codec encrypts; BENIGN keeps the SDK from logging it (with its traceback) at WARNING.
+            activity.logger.warning("function step %r failed in its own code", step["id"])
             raise ApplicationError(
-                f"function failed: {result.error}", {"logs": result.logs}, non_retryable=True
+                f"function failed: {result.error}",
+                {"logs": result.logs},
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
             )
         return StepResult(
             run.step["id"],

@@ -35,9 +35,10 @@ from api.routes import (
     webhooks,
 )
 from api.services.journey_archive import archive_journeys
+from api.services.throttle import RateLimited, rate_limited_response
 from infra import __version__
 from infra.db import create_engine, session_factory
-from infra.log_privacy import quiet_http_loggers
+from infra.log_privacy import quiet_http_loggers, redact_access_log
 from infra.settings import Settings, get_settings
 from infra.temporal_client import connect_temporal
 from infra.vault import SecretStore, VaultUnavailable
@@ -90,6 +91,7 @@ def api_router() -> APIRouter:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     quiet_http_loggers()
+    redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_exception_handler(VaultUnavailable, vault.vault_unavailable)
+    app.add_exception_handler(RateLimited, rate_limited_response)
     app.include_router(health.router)
     app.include_router(api_router())
 

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
 from api.errors import AppError, forbidden, temporal_unavailable
+from api.services.throttle import limit_public
 from infra.security import API_KEY_PREFIX, token_hash
 from infra.settings import Settings
 from infra.vault import SecretStore
@@ -240,7 +241,11 @@ class RequireApiKey:
         self.scope = scope
 
     async def __call__(
-        self, credentials: KeyCredentials, session: SessionDep, settings: SettingsDep
+        self,
+        request: Request,
+        credentials: KeyCredentials,
+        session: SessionDep,
+        settings: SettingsDep,
     ) -> KeyPrincipal:
         token = _bearer(credentials)
         if not token.startswith(API_KEY_PREFIX):
@@ -263,6 +268,7 @@ class RequireApiKey:
         org = await session.get(Organization, key.org_id)
         if org is None:
             raise AppError("API key is not valid or was revoked", "API_KEY_INVALID", 401)
+        await limit_public(request, settings, f"api-key:{key.id}", org.plan)
         now = datetime.now(UTC)
         if key.last_used_at is None or now - key.last_used_at > LAST_ACTIVE_RESOLUTION:
             key.last_used_at = now

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-dev-only"
@@ -76,6 +76,23 @@ class Settings(BaseSettings):
 
     def task_queue(self, name: str) -> str:
         return f"{self.task_queue_prefix}-{name}"
+
+    # Throttling (state in PostgreSQL, so every API replica counts together). Sign-in: this many
+    # failures of one account (or one client IP) within the window lock it for `login_lockout`,
+    # doubling with each lockout up to `login_lockout_max`; lockouts are forgotten after a quiet
+    # `login_lockout_memory`.
+    login_max_failures: Annotated[int, Field(ge=2)] = 5
+    login_ip_max_failures: Annotated[int, Field(ge=2)] = 20
+    login_failure_window: timedelta = timedelta(minutes=15)
+    login_lockout: timedelta = timedelta(minutes=1)
+    login_lockout_max: timedelta = timedelta(hours=1)
+    login_lockout_memory: timedelta = timedelta(hours=24)
+    # Sign-ups per client IP per window.
+    signup_rate_limit: Annotated[int, Field(ge=1)] = 10
+    signup_rate_window: timedelta = timedelta(hours=1)
+    # Public routes (ingest webhook, key ingest, trigger, record callbacks) take the plan's
+    # `PUBLIC_REQUESTS_PER_WINDOW` requests per key per this window.
+    public_rate_window: timedelta = timedelta(minutes=1)
 
 
 @lru_cache

@@ -51,6 +51,10 @@ class DoNotContactCreate(RequestBody):
     source: str = PydField(default="", max_length=500)
 
 
+class DoNotContactRemove(RequestBody):
+    address: ContactAddress
+
+
 class DoNotContactPublic(PublicModel):
     address: str
     reason: str

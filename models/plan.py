@@ -64,3 +64,12 @@ PLAN_LIMITS: dict[Plan, dict[Meter, int]] = {
     },
     Plan.enterprise: dict.fromkeys(Meter, UNLIMITED),
 }
+
+# Requests per key per `CXGEAR_PUBLIC_RATE_WINDOW` (default a minute) on the public routes: an
+# ingest webhook token, an organization API key (ingest and trigger), a record's callback URL.
+PUBLIC_REQUESTS_PER_WINDOW: dict[Plan, int] = {
+    Plan.trial: 60,
+    Plan.pro: 300,
+    Plan.advanced: 1_200,
+    Plan.enterprise: 6_000,
+}

@@ -48,6 +48,8 @@ def make_settings(**overrides: Any) -> Settings:
         "environment": "test",
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "task_queue_prefix": f"t{uuid.uuid4().hex[:8]}",
+        # Every test signs up from the same client address; tests/api/test_throttle.py sets its own.
+        "signup_rate_limit": 100_000,
     }
     base.update(overrides)
     return Settings(**base)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import col, func, select
 
 from api.deps import PublicRoute, SessionDep, SettingsDep, SignedIn, user_permissions
 from api.errors import AppError
+from api.services.throttle import SignInThrottle, limit_signup
 from infra.security import (
     hash_password,
     new_session_token,
@@ -37,6 +39,12 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+@cache
+def _unknown_user_hash() -> str:
+    # Checked when the email matches nobody, so that answer costs what a wrong password costs.
+    return hash_password(new_session_token())
+
+
 def device_label(request: Request, explicit: str | None) -> str:
     label = explicit or request.headers.get("user-agent") or "unknown device"
     return label[:300]
@@ -61,6 +69,7 @@ async def email_taken(session: SessionDep, email: str) -> bool:
 async def signup(
     body: SignupBody, request: Request, session: SessionDep, settings: SettingsDep
 ) -> SessionPublic:
+    await limit_signup(request, settings)
     full_name, org_name = body.full_name.strip(), body.organization_name.strip()
     if not full_name or not org_name:
         raise AppError("Full name and organization name are required", "VALIDATION_ERROR", 422)
@@ -121,11 +130,16 @@ async def _start_session(
 async def login(
     body: LoginBody, request: Request, session: SessionDep, settings: SettingsDep
 ) -> SessionPublic:
+    throttle = SignInThrottle(request, settings, body.email)
+    await throttle.check()
     user = (
         await session.exec(select(User).where(func.lower(User.email) == body.email.lower()))
     ).first()
-    if user is None or not verify_password(user.password_hash, body.password):
+    stored_hash = user.password_hash if user is not None else _unknown_user_hash()
+    if not verify_password(stored_hash, body.password) or user is None:
+        await throttle.failed()
         raise AppError("Email or password is incorrect", "INVALID_CREDENTIALS", 401)
+    await throttle.succeeded()
     if user.status != UserStatus.active:
         raise AppError("This user is disabled; ask an admin", "USER_DISABLED", 403)
     now = datetime.now(UTC)

@@ -27,6 +27,7 @@ from api.services.callbacks import (
     start_callback_supporting,
     verify,
 )
+from api.services.throttle import limit_public, org_plan
 from models.fields import DbId, nested_text_problem
 from models.record import TERMINAL_RECORD, Record
 from workflows.contracts import CallbackSignal
@@ -56,6 +57,10 @@ async def record_callback(
         request.headers.get(SIGNATURE_HEADER),
         body,
     )
+    # Counted once the signature holds: a record id is guessable, and unsigned requests must not
+    # use up a genuine sender's allowance.
+    plan = await org_plan(session, record.org_id)
+    await limit_public(request, settings, f"callback:{record_id}", plan)
     try:
         payload = json.loads(body or b"{}")
     except ValueError as exc:

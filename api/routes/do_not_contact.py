@@ -10,16 +10,16 @@ from sqlmodel import col, select
 
 from api.deps import Allow, Principal, SessionDep
 from api.errors import AppError, not_found
-from models.channel import normalize_address
 from models.do_not_contact import (
     DoNotContact,
     DoNotContactCreate,
     DoNotContactPublic,
     DoNotContactReason,
+    DoNotContactRemove,
     DoNotContactsPublic,
     add_to_do_not_contact,
 )
-from models.fields import Cursor, SafeStr
+from models.fields import Cursor
 
 router = APIRouter(prefix="/do-not-contact", tags=["do not contact"])
 Read = Annotated[Principal, Allow("integrations.read")]
@@ -74,13 +74,11 @@ async def add_entry(
     return DoNotContactPublic.model_validate(entry)
 
 
-@router.delete("/{address}", status_code=204)
-async def remove_entry(address: SafeStr, principal: Write, session: SessionDep) -> None:
-    try:
-        normalized = normalize_address(address)
-    except ValueError:
-        raise not_found("Address") from None
-    entry = await _entry(session, principal, normalized)
+@router.post("/remove", status_code=204)
+async def remove_entry(body: DoNotContactRemove, principal: Write, session: SessionDep) -> None:
+    """Take an address off the list. A POST with a body so the address stays out of URLs (and so
+    out of access logs and proxies'); 404 if the organization does not list it."""
+    entry = await _entry(session, principal, body.address)
     if entry is None:
         raise not_found("Address")
     await session.delete(entry)

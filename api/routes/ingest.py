@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from sqlmodel import select
 
 from api.deps import KeyPrincipal, PublicRoute, RequireApiKey, SessionDep, SettingsDep
 from api.errors import not_found
 from api.services.ingest import ingest
+from api.services.throttle import limit_public, org_plan
 from infra.security import token_hash
 from models.data_table import DataTable, IngestBody, IngestResult, KeyIngestBody
 from models.fields import SafeStr
@@ -26,7 +27,9 @@ IdempotencyKey = Annotated[
 WEBHOOK_TOKEN_PREFIX = "cxw_"
 
 
-async def webhook_table(token: SafeStr, session: SessionDep, settings: SettingsDep) -> DataTable:
+async def webhook_table(
+    token: SafeStr, request: Request, session: SessionDep, settings: SettingsDep
+) -> DataTable:
     if not token.startswith(WEBHOOK_TOKEN_PREFIX):
         raise not_found("Ingest webhook")
     digest = token_hash(settings.secret_key.get_secret_value(), token)
@@ -35,6 +38,9 @@ async def webhook_table(token: SafeStr, session: SessionDep, settings: SettingsD
     ).first()
     if table is None:
         raise not_found("Ingest webhook")
+    await limit_public(
+        request, settings, f"ingest-webhook:{table.id}", await org_plan(session, table.org_id)
+    )
     return table
 
 

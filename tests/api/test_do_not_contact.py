@@ -55,26 +55,50 @@ class TestApi:
                 break
         assert seen == [f"p{i}@example.com" for i in reversed(range(5))]
 
-    async def test_delete_by_address(self, client: AsyncClient) -> None:
+    async def test_remove_takes_the_address_in_the_body(self, client: AsyncClient) -> None:
         admin = await signup(client)
         await client.post(DNC, json={"address": "a@example.com"}, headers=admin.headers)
-        r = await client.delete(f"{DNC}/A@Example.com", headers=admin.headers)
-        assert r.status_code == 204
+        r = await client.post(
+            f"{DNC}/remove", json={"address": "A@Example.com"}, headers=admin.headers
+        )
+        assert r.status_code == 204, r.text
         assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 0
-        assert (
-            await client.delete(f"{DNC}/a@example.com", headers=admin.headers)
-        ).status_code == 404
+        again = await client.post(
+            f"{DNC}/remove", json={"address": "a@example.com"}, headers=admin.headers
+        )
+        assert (again.status_code, again.json()["errorCode"]) == (404, "NOT_FOUND")
         await client.post(DNC, json={"address": "+14155550100"}, headers=admin.headers)
-        assert (
-            await client.delete(f"{DNC}/+14155550100", headers=admin.headers)
-        ).status_code == 204
+        r = await client.post(
+            f"{DNC}/remove", json={"address": "+1 415 555 0100"}, headers=admin.headers
+        )
+        assert r.status_code == 204, r.text
+        assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 0
+
+    async def test_remove_refuses_a_bad_address_and_changes_nothing(
+        self, client: AsyncClient
+    ) -> None:
+        admin = await signup(client)
+        await client.post(DNC, json={"address": "a@example.com"}, headers=admin.headers)
+        for body in ({"address": "not@"}, {}, {"address": "a@example.com", "org_id": "x"}):
+            r = await client.post(f"{DNC}/remove", json=body, headers=admin.headers)
+            assert (r.status_code, r.json()["errorCode"]) == (422, "VALIDATION_ERROR"), body
+        assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 1
+
+    async def test_the_address_is_no_longer_taken_from_the_path(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        await client.post(DNC, json={"address": "a@example.com"}, headers=admin.headers)
+        r = await client.delete(f"{DNC}/a@example.com", headers=admin.headers)
+        assert r.status_code in (404, 405)
+        assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 1
 
     async def test_lists_are_per_organization(self, client: AsyncClient) -> None:
         admin = await signup(client)
         other = await signup(client)
         await client.post(DNC, json={"address": "x@example.com"}, headers=other.headers)
         assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 0
-        r = await client.delete(f"{DNC}/x@example.com", headers=admin.headers)
+        r = await client.post(
+            f"{DNC}/remove", json={"address": "x@example.com"}, headers=admin.headers
+        )
         assert r.status_code == 404
         assert (await client.get(DNC, headers=other.headers)).json()["count"] == 1
 
@@ -86,6 +110,12 @@ class TestApi:
         assert (await client.get(DNC, headers=supervisor.headers)).status_code == 200
         r = await client.post(DNC, json={"address": "a@example.com"}, headers=supervisor.headers)
         assert r.status_code == 403
+        await client.post(DNC, json={"address": "a@example.com"}, headers=admin.headers)
+        r = await client.post(
+            f"{DNC}/remove", json={"address": "a@example.com"}, headers=supervisor.headers
+        )
+        assert r.status_code == 403
+        assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 1
         agent = await as_user(client, (await invite(client, admin, roles=["Agent"]))["email"])
         assert (await client.get(DNC, headers=agent.headers)).status_code == 403
 
