@@ -6,6 +6,9 @@ from enum import StrEnum
 
 
 class Plan(StrEnum):
+    """The built-in plans; an operator's plans file may redefine them or add others."""
+
+    unlimited = "unlimited"
     trial = "trial"
     pro = "pro"
     advanced = "advanced"
@@ -29,6 +32,8 @@ MONTHLY_METERS = frozenset({Meter.jobs, Meter.records_spun, Meter.call_analyses}
 UNLIMITED = 10**12
 
 PLAN_LIMITS: dict[Plan, dict[Meter, int]] = {
+    # The default on a self-hosted install: the operator owns the machine, nothing is metered.
+    Plan.unlimited: dict.fromkeys(Meter, UNLIMITED),
     Plan.trial: {
         Meter.projects: 3,
         Meter.main_spinners: 10,

@@ -48,6 +48,9 @@ def make_settings(**overrides: Any) -> Settings:
         "environment": "test",
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "task_queue_prefix": f"t{uuid.uuid4().hex[:8]}",
+        # The suite exercises plan metering, so sign-ups get the trial plan, not the
+        # self-hosted default (unlimited).
+        "default_plan": "trial",
     }
     base.update(overrides)
     return Settings(**base)

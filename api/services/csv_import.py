@@ -40,6 +40,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from api.errors import AppError
+from api.services.formula_guard import unguard
 from models.data_table import DataTable
 
 log = logging.getLogger(__name__)
@@ -458,12 +459,15 @@ class CsvLoader:
         org_id: uuid.UUID,
         mode: ImportMode,
         max_columns: int,
+        formula_guard: bool = True,
     ) -> None:
         self.conninfo = conninfo
         self.table_id = table_id
         self.org_id = org_id
         self.mode = mode
         self.max_columns = max_columns
+        # The file may come from our export, whose guard ' is removed again (see formula_guard).
+        self.formula_guard = formula_guard
 
     def run(self, blocks: Iterator[bytes]) -> LoadResult:
         with psycopg.connect(
@@ -533,6 +537,8 @@ class CsvLoader:
         try:
             for row in reader:
                 if any(cell.strip() for cell in row):
+                    if self.formula_guard:
+                        row = [unguard(cell) for cell in row]
                     return check_header(row, self.max_columns)
         except csv.Error as exc:
             raise _malformed(reader.line_num, exc) from None
@@ -540,7 +546,12 @@ class CsvLoader:
 
     def _copy(self, conn: psycopg.Connection[Any], reader: Any, header: list[str]) -> int:
         template = row_template(self.table_id, header)
-        encode = encode_basestring
+        encode: Callable[[str], str] = encode_basestring
+        if self.formula_guard:
+
+            def encode(cell: str) -> str:
+                return encode_basestring(unguard(cell))
+
         inserted = 0
         with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
             while True:
@@ -631,6 +642,7 @@ async def load_csv(
     mode: ImportMode,
     conninfo: str,
     max_columns: int,
+    formula_guard: bool = True,
 ) -> LoadResult:
     """Stream the request's CSV into the table; returns once the rows are committed."""
     if mode is ImportMode.import_ and table.columns:
@@ -646,6 +658,7 @@ async def load_csv(
         org_id=table.org_id,
         mode=mode,
         max_columns=max_columns,
+        formula_guard=formula_guard,
     )
     # A plain thread rather than the default executor: an import can take minutes and must not
     # hold one of the few threads that DNS lookups and other to_thread calls share.

@@ -11,9 +11,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
+from infra.plans import load_plans
+from infra.settings import get_settings
 from models.api_key import ApiKey
 from models.organization import Organization
-from models.plan import PLAN_LIMITS, Meter, Plan
+from models.plan import Meter
 from models.project import Project
 from models.usage import UsageCounter
 from models.user import User, UserStatus
@@ -41,7 +43,15 @@ def register_capacity_meter(meter: Meter, query: Any) -> None:
 
 
 def limit_for(org: Organization, meter: Meter) -> int:
-    return PLAN_LIMITS[Plan(org.plan)][meter]
+    limits = load_plans(get_settings().plans_file).get(org.plan)
+    if limits is None:
+        raise AppError(
+            f"Your organization's plan '{org.plan}' is not defined on this server; "
+            "ask its operator to set another one",
+            "PLAN_UNKNOWN",
+            403,
+        )
+    return limits[meter]
 
 
 async def ensure_capacity(session: AsyncSession, org: Organization, meter: Meter) -> None:

@@ -293,9 +293,16 @@ class DevRun:
         return list(psutil.Process(self.proc.pid).children(recursive=True))
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.fixture
-def dev_run(tmp_path: Path) -> Iterator[DevRun]:
-    """`python -m cxgear dev` on free ports and a fresh state dir, already past its ready line."""
+def dev_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DevRun]:
+    """`python -m cxgear dev` on free ports and a fresh state dir, already past its ready line.
+
+    Parametrized indirectly with "background", it starts as a shell's background job does:
+    with SIGINT ignored."""
     ports = {
         "pg": free_port(),
         "temporal": free_port(),
@@ -320,6 +327,7 @@ def dev_run(tmp_path: Path) -> Iterator[DevRun]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_sigint if getattr(request, "param", None) == "background" else None,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     assert proc.stdout is not None
@@ -371,5 +379,15 @@ class TestCxgearDev:
         worker.kill()
         assert dev_run.proc.wait(90) == 1
         assert "worker exited unexpectedly" in dev_run.read_rest()
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == [], f"left behind: {alive}"
+
+    @pytest.mark.parametrize("dev_run", ["background"], indirect=True)
+    def test_started_with_sigint_ignored_still_stops_on_sigint(self, dev_run: DevRun) -> None:
+        descendants = dev_run.descendants()
+        dev_run.proc.send_signal(signal.SIGINT)
+        code = dev_run.proc.wait(90)
+        output = dev_run.read_rest()
+        assert code == 0 and "Stopped." in output, output
         _, alive = psutil.wait_procs(descendants, timeout=10)
         assert alive == [], f"left behind: {alive}"
