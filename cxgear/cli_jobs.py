@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from cxgear.cli_client import api_client, checked
-from cxgear.cli_output import show
+from cxgear.cli_output import show, show_one
 from cxgear.cli_tables import PROJECT, TOKEN, project_id
 
 jobs_app = typer.Typer(help="Jobs: list, show, pause, resume, cancel, re-drive.")
@@ -48,7 +48,15 @@ def jobs_list(
 def jobs_show(job_id: str, as_json: bool = JSON, token: str | None = TOKEN) -> None:
     with api_client(token) as http:
         job = checked(http.get(f"/api/v1/jobs/{job_id}"))
-    show([job], [*JOB_COLUMNS, "started_at", "ended_at"], as_json=as_json, json_data=job)
+    counts = job["counts"]
+    summary = {
+        **job,
+        "progress": f"{_done(job)}/{counts['total']} done",
+        "counts": ", ".join(f"{k} {v}" for k, v in counts.items()),
+    }
+    fields = ("id", "status", "trigger", "spinner_id", "spinner_version", "table_id")
+    times = ("created_at", "started_at", "ended_at", "duration_s")
+    show_one(job if as_json else summary, (*fields, "progress", "counts", *times), as_json=as_json)
 
 
 def _steer(action: str, job_id: str, token: str | None, body: Any = None) -> None:

@@ -60,7 +60,10 @@ def show(
         print_json(rows if json_data is None else json_data)
         return
     specs = [(c, lambda r, k=c: r.get(k)) if isinstance(c, str) else c for c in columns]
-    table = Table(*(name for name, _ in specs), title=title)
+    table = Table(title=title)
+    for name, _ in specs:
+        # Ids are copied into the next command: never wrapped or cut; other cells fold instead.
+        table.add_column(name, no_wrap=name.endswith("id"), overflow="fold")
     for row in rows:
         table.add_row(*(cell(get(row)) for _, get in specs))
     out.print(table)
@@ -114,3 +117,14 @@ class CliGroup(TyperGroup):
                 raise
             error_line(described[0])
             raise typer.Exit(described[1]) from None
+
+
+def show_one(data: dict[str, Any], fields: Iterable[str], *, as_json: bool) -> None:
+    """One object as a field/value table, or (with --json) the API's object."""
+    if as_json:
+        print_json(data)
+        return
+    table = Table("field", "value", show_header=False)
+    for name in fields:
+        table.add_row(name, cell(data.get(name)))
+    out.print(table)
