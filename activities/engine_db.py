@@ -23,7 +23,7 @@ from store.jobs import (
     job_of_firing,
     roll_up_job,
 )
-from store.usage import PlanLimitReached
+from store.usage import PlanRefused
 from workflows.contracts import (
     SEND_STEP_TYPES,
     CheapRun,
@@ -379,7 +379,7 @@ class EngineDbActivities:
                 job = await create_job(conn, new, TableRows(only_new=sched.only_new))
             except NoPublishedVersion:
                 return ScheduledJob(None, reason="spinner has no published version")
-            except PlanLimitReached as exc:
+            except PlanRefused as exc:
                 activity.logger.warning("scheduled run %s skipped: %s", firing, exc)
                 return ScheduledJob(None, reason=f"skipped: plan limit: {exc}")
         return ScheduledJob(

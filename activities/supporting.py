@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from models.spinner_language.expressions import ExpressionError, compile_expression
 from models.spinner_link import delay_seconds
 from store.jobs import ChildRecord, NewJob, NoPublishedVersion, create_job, roll_up_job
-from store.usage import PlanLimitReached
+from store.usage import PlanRefused
 from workflows.contracts import (
     SIGNAL_STARTED_BY,
     StartSupportingInput,
@@ -180,7 +180,7 @@ async def ensure_child(
     """The child record, in the link's supporting job under the parent's job (created, pinned
     to the child spinner's latest version, by its first record), charged to the plan.
 
-    Raises NoPublishedVersion, and PlanLimitReached when the month's jobs or records are spent.
+    Raises NoPublishedVersion, and PlanRefused when the month's jobs or records are spent.
     """
     delay_s = delay_seconds(link.delay)
     new = NewJob(
@@ -232,10 +232,10 @@ class SupportingActivities:
             parent = await load_parent(conn, inp.record_id)
             if parent is None:
                 raise ApplicationError(f"record {inp.record_id} not found", non_retryable=True)
-            limited: PlanLimitReached | None = None
+            limited: PlanRefused | None = None
             try:
                 start = await self._retry_child(conn, parent)
-            except PlanLimitReached as exc:
+            except PlanRefused as exc:
                 # Retrying would not help before next month: the parent's journey says why.
                 log.warning("record %s: retry child not started: %s", parent.id, exc)
                 start, limited = None, exc
@@ -331,7 +331,7 @@ class SupportingActivities:
             except NoPublishedVersion:
                 log.warning("link %s: child spinner has no published version", link.id)
                 return None
-            except PlanLimitReached as exc:
+            except PlanRefused as exc:
                 log.warning("record %s: callback child not started: %s", record_id, exc)
                 return None
         await self.start(start, queues)

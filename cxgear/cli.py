@@ -11,19 +11,39 @@ from rich.console import Console
 
 from cxgear import __version__
 from cxgear.cli_admin import integrations_app, secrets_app
+from cxgear.cli_jobs import jobs_app, records_app
+from cxgear.cli_keys import keys_app
+from cxgear.cli_orgs import orgs_app
+from cxgear.cli_output import CliGroup
+from cxgear.cli_projects import projects_app
+from cxgear.cli_schedules import schedules_app
+from cxgear.cli_session import login, logout
 from cxgear.cli_spinners import journey, spinners_app
 from cxgear.cli_spinners import run as run_spinner
 from cxgear.cli_tables import tables_app
 from infra.log_privacy import quiet_http_loggers
 from infra.settings import TASK_QUEUES, get_settings
 
-app = typer.Typer(help="CXGear: automation over rows of data.", no_args_is_help=True)
+app = typer.Typer(
+    help="CXGear: automation over rows of data.",
+    no_args_is_help=True,
+    cls=CliGroup,
+    pretty_exceptions_show_locals=False,
+)
+app.command("login")(login)
+app.command("logout")(logout)
+app.add_typer(projects_app, name="projects")
 app.add_typer(spinners_app, name="spinners")
 app.add_typer(tables_app, name="tables")
 app.command("run")(run_spinner)
 app.command("journey")(journey)
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(integrations_app, name="integrations")
+app.add_typer(jobs_app, name="jobs", no_args_is_help=True)
+app.add_typer(records_app, name="records", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(keys_app, name="api-keys", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
 codec_app = typer.Typer(help="The payload codec's keys (in Vault).", no_args_is_help=True)
 app.add_typer(codec_app, name="codec")
 console = Console()

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,11 +21,26 @@ from rich.progress import (
 from rich.table import Table
 
 from cxgear.cli_client import api_client, checked
+from cxgear.cli_output import fail, show
+from cxgear.cli_tables import project_id
 from models.spinner_language.yaml_io import SpinnerFile, dump_spinner_yaml, load_spinner_yaml
 
 spinners_app = typer.Typer(help="Spinners as code: apply and export YAML.", no_args_is_help=True)
 console = Console()
+err = Console(stderr=True, soft_wrap=True)
 TokenOpt = typer.Option(None, "--token", help="Session token (default $CXGEAR_TOKEN)")
+
+
+@spinners_app.command("list")
+def list_spinners(
+    project: str = typer.Option(..., "--project", "-p", help="Project id or name"),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table"),
+    token: str = TokenOpt,
+) -> None:
+    """The spinners of a project with their latest published version."""
+    with api_client(token) as http:
+        data = checked(http.get(f"/api/v1/projects/{project_id(http, project)}/spinners"))["data"]
+    show(data, ("id", "name", "latest_version", "updated_at"), as_json=as_json)
 
 
 @spinners_app.command("apply")
@@ -37,8 +54,7 @@ def apply(
     spec: SpinnerFile = load_spinner_yaml(file.read_text())
     project_id = project or spec.project
     if not project_id:
-        console.print("name the project with --project or `project:` in the file")
-        raise typer.Exit(2)
+        raise fail("name the project with --project or `project:` in the file")
     definition = spec.definition.model_dump(mode="json", exclude_none=True)
     with api_client(token) as http:
         existing = checked(http.get(f"/api/v1/projects/{project_id}/spinners"))["data"]
@@ -76,16 +92,24 @@ def export(
     """Write a spinner's draft as YAML that `apply` accepts."""
     with api_client(token) as http:
         spinner = checked(http.get(f"/api/v1/spinners/{spinner_id}"))
-    text = dump_spinner_yaml(
-        SpinnerFile.model_validate(
-            {
-                "name": spinner["name"],
-                "description": spinner["description"] or None,
-                "project": spinner["project_id"],
-                "definition": spinner["draft"],
-            }
+    data = {
+        "name": spinner["name"],
+        "description": spinner["description"] or None,
+        "project": spinner["project_id"],
+        "definition": spinner["draft"],
+    }
+    try:
+        text = dump_spinner_yaml(SpinnerFile.model_validate(data))
+    except ValidationError as exc:
+        # A draft still being written (a new spinner has no steps) is exported as stored, so
+        # it can be finished in an editor and applied.
+        err.print(
+            f"note: the draft is not a complete definition yet ({exc.error_count()} problem(s)); "
+            "exported as stored",
+            markup=False,
         )
-    )
+        data = {k: v for k, v in data.items() if v is not None}
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     if output:
         output.write_text(text)
     else:

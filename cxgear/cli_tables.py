@@ -30,6 +30,7 @@ from rich.progress import (
 )
 
 from cxgear.cli_client import api_client, checked
+from cxgear.cli_output import fail, show
 
 tables_app = typer.Typer(
     help="Data tables: import, append and export CSV files.", no_args_is_help=True
@@ -46,11 +47,16 @@ TOKEN = typer.Option(None, "--token", help="Session token (default: $CXGEAR_TOKE
 PROJECT = typer.Option(None, "--project", "-p", help="Project id or name")
 NAME = typer.Option(None, "--name", "-n", help="Data table name in the project")
 TABLE = typer.Option(None, "--table", "-t", help="Data table id (instead of --project/--name)")
+UNGUARD = typer.Option(
+    True,
+    "--formula-guard/--no-formula-guard",
+    help="Remove the ' our export put before formula-like cells (off for files from elsewhere "
+    "whose leading ' is data)",
+)
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]{message}[/red]")
-    return typer.Exit(2)
+    return fail(message)
 
 
 def _is_uuid(value: str) -> bool:
@@ -129,7 +135,9 @@ def _file_chunks(file: BinaryIO, progress: Progress, task: TaskID) -> Iterator[b
     progress.update(task, description="Writing rows")
 
 
-def upload(http: httpx.Client, table: dict[str, Any], file: Path, action: str) -> dict[str, Any]:
+def upload(
+    http: httpx.Client, table: dict[str, Any], file: Path, action: str, *, formula_guard: bool
+) -> dict[str, Any]:
     size = file.stat().st_size
     with file.open("rb") as f, _progress() as progress:
         task = progress.add_task(f"Sending {file.name}", total=size, lines=0)
@@ -137,6 +145,7 @@ def upload(http: httpx.Client, table: dict[str, Any], file: Path, action: str) -
             f"/api/v1/data-tables/{table['id']}/{action}",
             content=_file_chunks(f, progress, task),
             headers={"Content-Type": "text/csv", "Content-Length": str(size)},
+            params={"formula_guard": formula_guard},
             timeout=UPLOAD_TIMEOUT,
         )
     return dict(checked(response))
@@ -152,15 +161,24 @@ def _report(result: dict[str, Any], verb: str) -> None:
 
 @tables_app.command("list")
 def list_tables(
-    project: str = typer.Option(..., "--project", "-p"), token: str | None = TOKEN
+    project: str = typer.Option(..., "--project", "-p", help="Project id or name"),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table"),
+    token: str | None = TOKEN,
 ) -> None:
     """List the data tables of a project."""
     with api_client(token) as http:
         pid = project_id(http, project)
-        for t in checked(http.get(f"/api/v1/projects/{pid}/data-tables"))["data"]:
-            out.print(
-                f"{t['id']}  {t['name']}  {t['row_count']:,} rows  {len(t['columns'])} columns"
-            )
+        data = checked(http.get(f"/api/v1/projects/{pid}/data-tables"))["data"]
+    show(
+        data,
+        (
+            "id",
+            "name",
+            ("rows", lambda t: f"{t['row_count']:,}"),
+            ("columns", lambda t: len(t["columns"])),
+        ),
+        as_json=as_json,
+    )
 
 
 @tables_app.command("import")
@@ -168,12 +186,13 @@ def import_file(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
     project: str = typer.Option(..., "--project", "-p", help="Project id or name"),
     name: str = typer.Option(..., "--name", "-n", help="Table name; created when missing"),
+    formula_guard: bool = UNGUARD,
     token: str | None = TOKEN,
 ) -> None:
     """Import a CSV into a new (or empty) table: its header fixes the columns."""
     with api_client(token) as http:
         table = find_table(http, table=None, project=project, name=name, create=True)
-        _report(upload(http, table, file, "import"), "Imported")
+        _report(upload(http, table, file, "import", formula_guard=formula_guard), "Imported")
 
 
 @tables_app.command("append")
@@ -182,12 +201,13 @@ def append_file(
     table: str | None = TABLE,
     project: str | None = PROJECT,
     name: str | None = NAME,
+    formula_guard: bool = UNGUARD,
     token: str | None = TOKEN,
 ) -> None:
     """Append a CSV with the table's columns (in any order)."""
     with api_client(token) as http:
         found = find_table(http, table=table, project=project, name=name)
-        _report(upload(http, found, file, "append"), "Appended")
+        _report(upload(http, found, file, "append", formula_guard=formula_guard), "Appended")
 
 
 @tables_app.command("export")
@@ -198,16 +218,24 @@ def export_table(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="File to write (default: stdout)"
     ),
+    formula_guard: bool = typer.Option(
+        True,
+        "--formula-guard/--no-formula-guard",
+        help="Prefix ' to cells a spreadsheet would run as formulas (import removes it again)",
+    ),
     token: str | None = TOKEN,
 ) -> None:
-    """Export a table as CSV (cells that a spreadsheet would run as formulas are quoted)."""
+    """Export a table as CSV; importing the file gives back the same values."""
     with api_client(token) as http:
         found = find_table(http, table=table, project=project, name=name)
         sink = output.open("wb") if output else sys.stdout.buffer
         try:
             with (
                 http.stream(
-                    "GET", f"/api/v1/data-tables/{found['id']}/export", timeout=UPLOAD_TIMEOUT
+                    "GET",
+                    f"/api/v1/data-tables/{found['id']}/export",
+                    params={"formula_guard": formula_guard},
+                    timeout=UPLOAD_TIMEOUT,
                 ) as response,
                 _export_progress() as progress,
             ):

@@ -53,7 +53,8 @@ class BlockedAddressError(Exception):
             "and requests to private, loopback and link-local addresses are blocked. "
             f"If {host} is an internal service you trust, an operator can allow it by adding "
             f'"{_display_host(host)}" (any port) or "{_display_host(host)}:{port}" to '
-            "CXGEAR_HTTP_ALLOWED_HOSTS."
+            "CXGEAR_HTTP_ALLOWED_HOSTS (comma-separated; read when a worker starts, so restart "
+            "the workers after changing it)."
         )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from infra.plans import load_plans
 
 PLACEHOLDER_SECRET = "change-me-dev-only"
 
@@ -44,8 +47,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     temporal_ui_port: int = 8233
 
-    http_allowed_hosts: list[str] = []
-    provider_rate_limits: dict[str, float] = {
+    # Lists and maps also read the shell-friendly forms `a,b` and `llm=50,email=20` (or JSON).
+    http_allowed_hosts: Annotated[list[str], NoDecode] = []
+    provider_rate_limits: Annotated[dict[str, float], NoDecode] = {
         "llm": 50.0,
         "messaging": 20.0,
         "email": 50.0,
@@ -64,6 +68,42 @@ class Settings(BaseSettings):
     max_columns: int = 200
     # How long an Idempotency-Key on the ingest endpoints replays its first answer.
     ingest_idempotency_ttl: timedelta = timedelta(hours=24)
+
+    # The plan of organizations created by sign-up. A self-hosted install meters nothing unless
+    # its operator says so; plan definitions can be changed or added in a YAML/JSON plans file.
+    default_plan: str = "unlimited"
+    plans_file: Path | None = None
+
+    @field_validator("http_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("provider_rate_limits", mode="before")
+    @classmethod
+    def _comma_map(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("{"):
+                return json.loads(value)
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("expected name=rate pairs separated by commas, e.g. llm=50,sms=5")
+            return {name.strip(): rate.strip() for name, rate in pairs}
+        return value
+
+    @model_validator(mode="after")
+    def _known_default_plan(self) -> Settings:
+        plans = load_plans(self.plans_file)
+        if self.default_plan not in plans:
+            raise ValueError(
+                f"CXGEAR_DEFAULT_PLAN '{self.default_plan}' is not a plan; "
+                f"choose from {', '.join(plans)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

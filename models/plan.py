@@ -6,6 +6,9 @@ from enum import StrEnum
 
 
 class Plan(StrEnum):
+    """The built-in plans; an operator's plans file may redefine them or add others."""
+
+    unlimited = "unlimited"
     trial = "trial"
     pro = "pro"
     advanced = "advanced"
@@ -29,6 +32,8 @@ MONTHLY_METERS = frozenset({Meter.jobs, Meter.records_spun, Meter.call_analyses}
 UNLIMITED = 10**12
 
 PLAN_LIMITS: dict[Plan, dict[Meter, int]] = {
+    # The default on a self-hosted install: the operator owns the machine, nothing is metered.
+    Plan.unlimited: dict.fromkeys(Meter, UNLIMITED),
     Plan.trial: {
         Meter.projects: 3,
         Meter.main_spinners: 10,
@@ -67,7 +72,9 @@ PLAN_LIMITS: dict[Plan, dict[Meter, int]] = {
 
 # Requests per key per `CXGEAR_PUBLIC_RATE_WINDOW` (default a minute) on the public routes: an
 # ingest webhook token, an organization API key (ingest and trigger), a record's callback URL.
-PUBLIC_REQUESTS_PER_WINDOW: dict[Plan, int] = {
+PUBLIC_REQUESTS_PER_WINDOW: dict[str, int] = {
+    # Self-hosted: nothing is metered, but a runaway client is still slowed down.
+    Plan.unlimited: 6_000,
     Plan.trial: 60,
     Plan.pro: 300,
     Plan.advanced: 1_200,

@@ -9,10 +9,16 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models.plan import PLAN_LIMITS, Meter, Plan
+from infra.plans import load_plans
+from infra.settings import get_settings
+from models.plan import Meter
 
 
-class PlanLimitReached(Exception):
+class PlanRefused(Exception):
+    """The organization's plan does not allow this (a limit reached, or a plan not defined)."""
+
+
+class PlanLimitReached(PlanRefused):
     """The organization's plan does not allow this much of a meter (this month, if monthly)."""
 
     def __init__(self, plan: str, meter: Meter, limit: int) -> None:
@@ -24,8 +30,21 @@ def meter_words(meter: Meter) -> str:
     return meter.value.replace("_", " ")
 
 
+class PlanUnknown(PlanRefused):
+    """The organization's plan is not defined on this server (built-in or in the plans file)."""
+
+    def __init__(self, plan: str) -> None:
+        super().__init__(
+            f"Your organization's plan '{plan}' is not defined on this server; "
+            "ask its operator to set another one"
+        )
+
+
 def limit_for(plan: str, meter: Meter) -> int:
-    return PLAN_LIMITS[Plan(plan)][meter]
+    limits = load_plans(get_settings().plans_file).get(plan)
+    if limits is None:
+        raise PlanUnknown(plan)
+    return limits[meter]
 
 
 def current_month() -> str:

@@ -50,6 +50,9 @@ def make_settings(**overrides: Any) -> Settings:
         "task_queue_prefix": f"t{uuid.uuid4().hex[:8]}",
         # Every test signs up from the same client address; tests/api/test_throttle.py sets its own.
         "signup_rate_limit": 100_000,
+        # The suite exercises plan metering, so sign-ups get the trial plan, not the
+        # self-hosted default (unlimited).
+        "default_plan": "trial",
     }
     base.update(overrides)
     return Settings(**base)

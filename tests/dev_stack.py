@@ -28,6 +28,10 @@ def _read_lines(stream: IO[str], into: queue.Queue[str | None]) -> None:
     into.put(None)
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclass
 class DevRun:
     proc: subprocess.Popen[str]
@@ -76,10 +80,15 @@ def dev_env(state_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 
 @contextmanager
 def running_dev(
-    command: Sequence[str], state_dir: Path, ready_timeout: float = 180
+    command: Sequence[str],
+    state_dir: Path,
+    *,
+    ignore_sigint: bool = False,
+    ready_timeout: float = 180,
 ) -> Iterator[DevRun]:
     """Starts `command` (`cxgear dev` in some form) and yields once it printed its ready line;
-    stops it with Ctrl-C (SIGINT) afterwards, killing whatever it left behind."""
+    stops it with Ctrl-C (SIGINT) afterwards, killing whatever it left behind. `ignore_sigint`
+    starts it as a shell's background job does: with SIGINT ignored."""
     ports = {
         "pg": free_port(),
         "temporal": free_port(),
@@ -95,6 +104,7 @@ def running_dev(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_sigint if ignore_sigint else None,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     assert proc.stdout is not None

@@ -76,7 +76,7 @@ async def signup(
     weak_password(body.password, body.email)
     if await email_taken(session, body.email):
         raise AppError("An account with this email already exists", "EMAIL_TAKEN", 409)
-    org = Organization(name=org_name)
+    org = Organization(name=org_name, plan=settings.default_plan)
     session.add(org)
     await session.flush()
     roles = {

@@ -129,8 +129,23 @@ async def delete_table(table: DeletableTable, session: SessionDep) -> None:
     await session.delete(table)
 
 
+FormulaGuard = Annotated[
+    bool,
+    Query(
+        description="Export: prefix ' to cells a spreadsheet would run as formulas (not to "
+        "numbers or phone numbers). Import/append: remove that ' again, so an export imports "
+        "back to the same values; false when the file was exported without the guard"
+    ),
+]
+
+
 async def _load(
-    request: Request, table: DataTable, settings: SettingsDep, session: SessionDep, mode: ImportMode
+    request: Request,
+    table: DataTable,
+    settings: SettingsDep,
+    session: SessionDep,
+    mode: ImportMode,
+    formula_guard: bool,
 ) -> ImportPublic:
     result = await load_csv(
         request,
@@ -138,6 +153,7 @@ async def _load(
         mode=mode,
         conninfo=libpq_url(settings.database_url),
         max_columns=settings.max_columns,
+        formula_guard=formula_guard,
     )
     await session.refresh(table)
     return ImportPublic(
@@ -165,22 +181,30 @@ CSV_UPLOAD = {
 
 @router.post("/data-tables/{table_id}/import", openapi_extra=CSV_UPLOAD)
 async def import_csv(
-    table: WritableTable, request: Request, settings: SettingsDep, session: SessionDep
+    table: WritableTable,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    formula_guard: FormulaGuard = True,
 ) -> ImportPublic:
     """Load a CSV into an empty table; its header fixes the columns.
 
     Send it as multipart/form-data (field `file`) or as a raw `text/csv` body; either way it is
     streamed, and nothing is written unless the whole file is valid.
     """
-    return await _load(request, table, settings, session, ImportMode.import_)
+    return await _load(request, table, settings, session, ImportMode.import_, formula_guard)
 
 
 @router.post("/data-tables/{table_id}/append", openapi_extra=CSV_UPLOAD)
 async def append_csv(
-    table: WritableTable, request: Request, settings: SettingsDep, session: SessionDep
+    table: WritableTable,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    formula_guard: FormulaGuard = True,
 ) -> ImportPublic:
     """Add the rows of a CSV whose header has the table's columns (in any order)."""
-    return await _load(request, table, settings, session, ImportMode.append)
+    return await _load(request, table, settings, session, ImportMode.append, formula_guard)
 
 
 @router.get("/data-tables/{table_id}/rows")
@@ -194,12 +218,19 @@ async def list_rows(
 
 
 @router.get("/data-tables/{table_id}/export")
-async def export_table(table: ReadableTable, settings: SettingsDep) -> StreamingResponse:
+async def export_table(
+    table: ReadableTable, settings: SettingsDep, formula_guard: FormulaGuard = True
+) -> StreamingResponse:
     if not table.columns:
         raise AppError("This data table has no columns yet; import a CSV first", "TABLE_EMPTY", 409)
     filename = re.sub(r"[^A-Za-z0-9._-]+", "_", table.name).strip("_") or "data-table"
     return StreamingResponse(
-        export_csv(libpq_url(settings.database_url), table.id, list(table.columns)),
+        export_csv(
+            libpq_url(settings.database_url),
+            table.id,
+            list(table.columns),
+            formula_guard=formula_guard,
+        ),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
     )

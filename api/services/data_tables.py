@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
 from api.services.byte_stream import coalesce
+from api.services.formula_guard import SQL_FORMULA, SQL_NUMBER_OR_PHONE, guard
 from api.services.plan_limits import register_capacity_meter
 from models.data_table import (
     MAX_ROWS_PAGE,
@@ -37,8 +38,6 @@ ActiveJobCheck = Callable[[AsyncSession, uuid.UUID], Awaitable[bool]]
 # data tables must not import jobs, which already depend on them.
 ACTIVE_JOB_CHECKS: list[ActiveJobCheck] = []
 
-# Spreadsheets run a cell as a formula when it starts with one of these (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\x00")
 EXPORT_CHUNK_BYTES = 64 * 1024
 
 
@@ -113,28 +112,32 @@ async def rows_page(
     )
 
 
-def guard_cell(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-def export_header(columns: list[str]) -> bytes:
+def export_header(columns: list[str], *, formula_guard: bool = True) -> bytes:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow([guard_cell(c) for c in columns])
+    csv.writer(out, lineterminator="\n").writerow(
+        [guard(c) for c in columns] if formula_guard else columns
+    )
     return out.getvalue().encode()
 
 
-def export_query(table_id: uuid.UUID, columns: list[str]) -> sql.Composed:
+def export_query(
+    table_id: uuid.UUID, columns: list[str], *, formula_guard: bool = True
+) -> sql.Composed:
     """COPY … TO STDOUT with the formula guard done by PostgreSQL, so no row passes through Python."""
-    # PostgreSQL text cannot hold NUL, so that prefix never needs a guard here.
-    starts = sql.SQL(", ").join(sql.Literal(p) for p in FORMULA_PREFIXES if p != "\x00")
-    cells = []
+    cells: list[sql.Composable] = []
     for name in columns:
-        cell = sql.SQL("(data ->> {})").format(sql.Literal(name))
-        cells.append(
-            sql.SQL(
-                "CASE WHEN left({cell}, 1) IN ({starts}) THEN '''' || {cell} ELSE {cell} END"
-            ).format(cell=cell, starts=starts)
-        )
+        cell: sql.Composable = sql.SQL("(data ->> {})").format(sql.Literal(name))
+        if formula_guard:
+            cell = sql.SQL(
+                "CASE WHEN {cell} ~ {formula} AND ltrim({cell}, {quote}) !~ {number}"
+                " THEN {quote} || {cell} ELSE {cell} END"
+            ).format(
+                cell=cell,
+                quote=sql.Literal("'"),
+                formula=sql.Literal(SQL_FORMULA),
+                number=sql.Literal(SQL_NUMBER_OR_PHONE),
+            )
+        cells.append(cell)
     return sql.SQL(
         "COPY (SELECT {cells} FROM data_row WHERE table_id = {table} ORDER BY row_id)"
         " TO STDOUT (FORMAT csv)"
@@ -142,14 +145,15 @@ def export_query(table_id: uuid.UUID, columns: list[str]) -> sql.Composed:
 
 
 async def export_csv(
-    conninfo: str, table_id: uuid.UUID, columns: list[str]
+    conninfo: str, table_id: uuid.UUID, columns: list[str], *, formula_guard: bool = True
 ) -> AsyncIterator[bytes]:
     """The table as CSV, streamed from one COPY (one consistent snapshot) in ~64 KB chunks."""
-    yield export_header(columns)
+    yield export_header(columns, formula_guard=formula_guard)
     conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
         conninfo, autocommit=True, application_name="cxgear csv export"
     )
     async with conn:
-        async with conn.cursor() as cur, cur.copy(export_query(table_id, columns)) as copy:
+        query = export_query(table_id, columns, formula_guard=formula_guard)
+        async with conn.cursor() as cur, cur.copy(query) as copy:
             async for block in coalesce(copy, EXPORT_CHUNK_BYTES):
                 yield block

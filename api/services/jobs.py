@@ -23,7 +23,7 @@ from models.organization import Organization
 from models.spinner import Spinner, SpinnerKind
 from store import jobs as store_jobs
 from store.jobs import NewJob, TableRows, Version
-from store.usage import PlanLimitReached
+from store.usage import PlanRefused
 from workflows.contracts import task_queues
 from workflows.job_workflow import JobInput, JobWorkflow, job_workflow_id
 
@@ -97,7 +97,7 @@ async def create_job(
         created = await store_jobs.create_job(
             await session.connection(), new, TableRows(row_ids, only_new)
         )
-    except PlanLimitReached as exc:
+    except PlanRefused as exc:
         raise plan_limit_error(exc) from exc
     job = await session.get(Job, created.id)
     if job is None:

@@ -15,7 +15,7 @@ from models.plan import MONTHLY_METERS, Meter
 from models.project import Project
 from models.user import User, UserStatus
 from store import usage
-from store.usage import PlanLimitReached
+from store.usage import PlanRefused
 
 CAPACITY_QUERIES: dict[Meter, Any] = {
     Meter.projects: lambda org_id: (
@@ -40,11 +40,15 @@ def register_capacity_meter(meter: Meter, query: Any) -> None:
 
 
 def limit_for(org: Organization, meter: Meter) -> int:
-    return usage.limit_for(org.plan, meter)
+    try:
+        return usage.limit_for(org.plan, meter)
+    except usage.PlanUnknown as exc:
+        raise AppError(str(exc), "PLAN_UNKNOWN", 403) from None
 
 
-def plan_limit_error(exc: PlanLimitReached) -> AppError:
-    return AppError(str(exc), "PLAN_LIMIT", 403)
+def plan_limit_error(exc: PlanRefused) -> AppError:
+    code = "PLAN_UNKNOWN" if isinstance(exc, usage.PlanUnknown) else "PLAN_LIMIT"
+    return AppError(str(exc), code, 403)
 
 
 async def ensure_capacity(session: AsyncSession, org: Organization, meter: Meter) -> None:
@@ -65,7 +69,7 @@ async def consume_monthly(
     """Atomically add to a monthly meter, refusing if the month's allowance would be exceeded."""
     try:
         await usage.consume_monthly(await session.connection(), org.id, org.plan, meter, amount)
-    except PlanLimitReached as exc:
+    except PlanRefused as exc:
         raise plan_limit_error(exc) from exc
 
 

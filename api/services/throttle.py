@@ -118,7 +118,8 @@ async def hit(engine: AsyncEngine, key: str, *, limit: int, window: timedelta) -
 
 async def limit_public(request: Request, settings: Settings, key: str, plan: str) -> None:
     """A public route's per-key limit from the organization's plan; raises RateLimited."""
-    limit = PUBLIC_REQUESTS_PER_WINDOW.get(Plan(plan), PUBLIC_REQUESTS_PER_WINDOW[Plan.trial])
+    # A plan defined only in the operator's plans file gets the trial rate.
+    limit = PUBLIC_REQUESTS_PER_WINDOW.get(plan, PUBLIC_REQUESTS_PER_WINDOW[Plan.trial])
     wait = await hit(
         request.app.state.engine,
         throttle_key(settings, "public", key),

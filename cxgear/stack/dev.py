@@ -139,6 +139,9 @@ def preflight(stack: Stack) -> str | None:
 
 
 def run_dev(settings: Settings) -> int:
+    # A shell starts background jobs with SIGINT ignored and Python keeps that, so `kill -INT`
+    # from a script would do nothing; Ctrl-C must stop us however we were started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out = Console(soft_wrap=True, highlight=False)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     started = time.monotonic()

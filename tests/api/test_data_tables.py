@@ -19,6 +19,7 @@ from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
 from api.services import data_tables as data_tables_service
+from api.services.formula_guard import guard
 from infra.db import libpq_url
 from infra.settings import Settings
 from tests.builders import Account, as_user, invite, project, signup
@@ -50,11 +51,13 @@ async def post_csv(
     body: bytes | str,
     *,
     action: str = "import",
+    formula_guard: bool = True,
 ) -> Any:
     data = body.encode() if isinstance(body, str) else body
     return await client.post(
         f"/api/v1/data-tables/{table_id}/{action}",
         content=data,
+        params={"formula_guard": str(formula_guard).lower()},
         headers={**account.headers, **CSV_TYPE},
     )
 
@@ -789,8 +792,8 @@ class TestExport:
         rows = list(csv.reader(io.StringIO(r.text, newline="")))
         assert rows[0] == ["name", "phone", "email"]
         assert len(rows) == 2502
-        assert rows[1] == ["Contact 0", "'+14155550000", "c0@example.com"]
-        assert rows[-1] == ['Ada, "the first"', "'+1", "multi\nline"]
+        assert rows[1] == ["Contact 0", "+14155550000", "c0@example.com"]
+        assert rows[-1] == ['Ada, "the first"', "+1", "multi\nline"]
 
     async def test_formula_injection_is_guarded(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -812,6 +815,75 @@ class TestExport:
             ["'\rx", "cr"],
             ["safe = fine", "plain"],
         ]
+
+    async def test_numbers_and_phones_are_data_not_formulas(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        values = [
+            "+447700900000",
+            "+44 (0) 7700-900.000",
+            "-12.5",
+            "+3",
+            "-0",
+            "=SUM(A1)",
+            "@cmd",
+            "-2+3",
+            "+",
+            "-",
+            "'=already quoted",
+            "''@twice",
+            "'+44",
+            "'",
+            "it's",
+            "\tx",
+        ]
+        body = io.StringIO()
+        csv.writer(body, lineterminator="\n").writerows(
+            [["v", "n"], *([v, str(i)] for i, v in enumerate(values))]
+        )
+        table = await new_table(client, admin)
+        # Stored as written: this file is not one of our exports.
+        r = await post_csv(client, admin, table["id"], body.getvalue(), formula_guard=False)
+        assert r.status_code == 200, r.text
+        assert [x["v"] for x in await all_rows(client, admin, table["id"])] == values
+        r = await client.get(f"/api/v1/data-tables/{table['id']}/export", headers=admin.headers)
+        cells = [row[0] for row in csv.reader(io.StringIO(r.text, newline=""))][1:]
+        # The SQL guard of the export and the Python one of the header and the import agree.
+        assert cells == [guard(v) for v in values]
+        assert cells[:5] == values[:5]
+        assert cells[5:10] == ["'=SUM(A1)", "'@cmd", "'-2+3", "'+", "'-"]
+        assert cells[10:12] == ["''=already quoted", "'" + "''@twice"]
+        assert cells[12:] == ["'+44", "'", "it's", "'\tx"]
+
+    @pytest.mark.parametrize("guarded", [True, False])
+    async def test_export_then_import_gives_back_every_value(
+        self, client: AsyncClient, guarded: bool
+    ) -> None:
+        admin = await signup(client)
+        header = ["name", "=phone", "balance", "note"]
+        rows = [
+            ["Ada", "+447700900000", "-12.50", "=SUM(A1)"],
+            ["Bob", "+1 (415) 555-0100", "-3", "@cmd"],
+            ["'=quoted", "-", "+5", "'leading quote"],
+            ["Eve\tTab", "\tpadded", "'-2+3", 'say "hi", bye\nnow'],
+        ]
+        body = io.StringIO()
+        csv.writer(body, lineterminator="\n").writerows([header, *rows])
+        table = await new_table(client, admin)
+        r = await post_csv(client, admin, table["id"], body.getvalue(), formula_guard=False)
+        assert r.status_code == 200, r.text
+        flag = {"formula_guard": str(guarded).lower()}
+        r = await client.get(
+            f"/api/v1/data-tables/{table['id']}/export", params=flag, headers=admin.headers
+        )
+        assert r.status_code == 200
+        assert ("'=SUM(A1)" in r.text) is guarded
+        copy = await new_table(client, admin, name="copy")
+        r = await post_csv(client, admin, copy["id"], r.content, formula_guard=guarded)
+        assert r.status_code == 200, r.text
+        assert r.json()["table"]["columns"] == header
+        expected = [dict(zip(header, row, strict=True)) for row in rows]
+        assert await all_rows(client, admin, copy["id"]) == expected
+        assert await all_rows(client, admin, table["id"]) == expected
 
     async def test_exporting_an_empty_table(self, client: AsyncClient) -> None:
         admin = await signup(client)

@@ -88,7 +88,7 @@ class TestImportCommand:
         with out.open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         assert rows[0] == ["name", "phone", "note"] and len(rows) == 16
-        assert rows[15] == ["Contact 14", "'+114", "'=1+1"]
+        assert rows[15] == ["Contact 14", "+114", "'=1+1"]
 
     async def test_api_errors_are_shown_with_their_code(
         self, client: AsyncClient, api_url: str, tmp_path: Path, settings: Settings

@@ -255,9 +255,14 @@ class TestDevPreflight:
 
 
 @pytest.fixture
-def dev_run(tmp_path: Path) -> Iterator[DevRun]:
-    """`python -m cxgear dev` on free ports and a fresh state dir, already past its ready line."""
-    with running_dev([sys.executable, "-m", "cxgear", "dev"], tmp_path / "state") as run:
+def dev_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DevRun]:
+    """`python -m cxgear dev` on free ports and a fresh state dir, already past its ready line.
+
+    Parametrized indirectly with "background", it starts as a shell's background job does:
+    with SIGINT ignored."""
+    background = getattr(request, "param", None) == "background"
+    command = [sys.executable, "-m", "cxgear", "dev"]
+    with running_dev(command, tmp_path / "state", ignore_sigint=background) as run:
         yield run
 
 
@@ -289,5 +294,15 @@ class TestCxgearDev:
         worker.kill()
         assert dev_run.proc.wait(90) == 1
         assert "worker exited unexpectedly" in dev_run.read_rest()
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == [], f"left behind: {alive}"
+
+    @pytest.mark.parametrize("dev_run", ["background"], indirect=True)
+    def test_started_with_sigint_ignored_still_stops_on_sigint(self, dev_run: DevRun) -> None:
+        descendants = dev_run.descendants()
+        dev_run.proc.send_signal(signal.SIGINT)
+        code = dev_run.proc.wait(90)
+        output = dev_run.read_rest()
+        assert code == 0 and "Stopped." in output, output
         _, alive = psutil.wait_procs(descendants, timeout=10)
         assert alive == [], f"left behind: {alive}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,79 @@ class TestSpinnersAsCode:
         )
         assert code == 1
         assert "nowhere" in out
+
+
+class TestJobsRecordsSchedulesCli:
+    async def test_jobs_records_and_schedules(
+        self, client: AsyncClient, worker: Client, api_url: str, tmp_path: Path
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        table = await make_table(client, admin, project_id=p["id"], csv_text=contacts_csv(4))
+        spec = tmp_path / "greeter.yml"
+        spec.write_text(SPINNER_YAML)
+        code, out = await cx(
+            api_url, admin, "spinners", "apply", str(spec), "--project", p["id"], "--publish"
+        )
+        assert code == 0, out
+        code, out = await cx(api_url, admin, "spinners", "list", "-p", p["id"], "--json")
+        spinner_id = json.loads(out)[0]["id"]
+        code, out = await cx(api_url, admin, "run", spinner_id, "--table", table["id"], "--watch")
+        assert code == 0 and "job completed: 4 completed" in out, out
+
+        code, out = await cx(api_url, admin, "jobs", "list", "-p", p["name"], "--json")
+        jobs = json.loads(out)
+        assert [(j["status"], j["counts"]["completed"]) for j in jobs] == [("completed", 4)]
+        job_id = jobs[0]["id"]
+        code, out = await cx(api_url, admin, "jobs", "show", job_id)
+        assert code == 0 and job_id in out and "4/4" in out
+        # A finished job cannot be paused: the API's refusal is one line, exit 1.
+        code, out = await cx(api_url, admin, "jobs", "pause", job_id)
+        assert code == 1 and len(out.strip().splitlines()) == 1, out
+
+        code, out = await cx(
+            api_url, admin, "records", "list", "--job", job_id, "--disposition", "Big", "--json"
+        )
+        assert code == 0, out
+        big = json.loads(out)
+        assert big["count"] == 2 and {r["disposition"] for r in big["data"]} == {"Big"}
+        code, out = await cx(
+            api_url,
+            admin,
+            "records",
+            "list",
+            "-p",
+            p["id"],
+            "--status",
+            "completed",
+            "--limit",
+            "3",
+        )
+        assert code == 0 and "3 of 4 records; next page: --after" in out, out
+        code, out = await cx(api_url, admin, "records", "list")
+        assert code == 2 and "--job or --project" in out
+
+        code, out = await cx(
+            api_url,
+            admin,
+            "schedules",
+            "create",
+            spinner_id,
+            "--table",
+            table["id"],
+            "--cron",
+            "0 9 * * 1",
+            "--json",
+        )
+        assert code == 0, out
+        schedule_id = json.loads(out)["id"]
+        code, out = await cx(api_url, admin, "schedules", "pause", schedule_id)
+        assert code == 0 and "is paused" in out
+        code, out = await cx(api_url, admin, "schedules", "list", spinner_id, "--json")
+        assert [(s["id"], s["paused"]) for s in json.loads(out)] == [(schedule_id, True)]
+        code, out = await cx(api_url, admin, "schedules", "resume", schedule_id)
+        assert code == 0 and "is active" in out
+        code, out = await cx(api_url, admin, "schedules", "delete", schedule_id)
+        assert code == 0
+        code, out = await cx(api_url, admin, "schedules", "list", spinner_id, "--json")
+        assert json.loads(out) == []

@@ -50,6 +50,7 @@ async def load_csv(
     mode: ImportMode,
     conninfo: str,
     max_columns: int,
+    formula_guard: bool = True,
 ) -> LoadResult:
     """Stream the request's CSV into the table; returns once the rows are committed."""
     if mode is ImportMode.import_ and table.columns:
@@ -65,6 +66,7 @@ async def load_csv(
         org_id=table.org_id,
         mode=mode,
         max_columns=max_columns,
+        formula_guard=formula_guard,
     )
     # A plain thread rather than the default executor: an import can take minutes and must not
     # hold one of the few threads that DNS lookups and other to_thread calls share.

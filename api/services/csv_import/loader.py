@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import chain, islice
@@ -27,6 +27,7 @@ from api.services.csv_import.errors import (
 )
 from api.services.csv_import.header import check_header, schema_mismatch
 from api.services.csv_import.sniffing import sniff_delimiter
+from api.services.formula_guard import unguard
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,15 @@ class CsvLoader:
         org_id: uuid.UUID,
         mode: ImportMode,
         max_columns: int,
+        formula_guard: bool = True,
     ) -> None:
         self.conninfo = conninfo
         self.table_id = table_id
         self.org_id = org_id
         self.mode = mode
         self.max_columns = max_columns
+        # The file may come from our export, whose guard ' is removed again (see formula_guard).
+        self.formula_guard = formula_guard
 
     def run(self, blocks: Iterator[bytes]) -> LoadResult:
         with psycopg.connect(
@@ -133,6 +137,8 @@ class CsvLoader:
         try:
             for row in reader:
                 if any(cell.strip() for cell in row):
+                    if self.formula_guard:
+                        row = [unguard(cell) for cell in row]
                     return check_header(row, self.max_columns)
         except csv.Error as exc:
             raise malformed(reader.line_num, exc) from None
@@ -140,7 +146,12 @@ class CsvLoader:
 
     def _copy(self, conn: psycopg.Connection[Any], reader: Any, header: list[str]) -> int:
         template = row_template(self.table_id, header)
-        encode = encode_basestring
+        encode: Callable[[str], str] = encode_basestring
+        if self.formula_guard:
+
+            def encode(cell: str) -> str:
+                return encode_basestring(unguard(cell))
+
         inserted = 0
         with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
             while True:
