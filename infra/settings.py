@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     temporal_ui_port: int = 8233
 
+    # Hosts an `api_call` step may reach although they resolve to non-public addresses.
     http_allowed_hosts: list[str] = []
+    # Hosts an integration's base URL may name although they resolve to non-public addresses
+    # (an internal LLM gateway, a provider proxy). Separate from the above: allowing a proxy
+    # for providers must not let every spinner author's api_call reach it.
+    provider_allowed_hosts: list[str] = []
     provider_rate_limits: dict[str, float] = {
         "llm": 50.0,
         "messaging": 20.0,

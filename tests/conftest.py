@@ -14,6 +14,7 @@ from httpx import ASGITransport, AsyncClient
 from api.app import create_app
 from cxgear.migrate import migrate
 from infra.settings import Settings
+from tests.fakes.signed import FAKE_HOST
 
 pytest_plugins = ["tests.stack_fixtures"]
 
@@ -48,6 +49,8 @@ def make_settings(**overrides: Any) -> Settings:
         "environment": "test",
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "task_queue_prefix": f"t{uuid.uuid4().hex[:8]}",
+        # The provider fakes, by name: 127.0.0.1 and every other loopback name stay refused.
+        "provider_allowed_hosts": [FAKE_HOST],
     }
     base.update(overrides)
     return Settings(**base)

@@ -13,6 +13,7 @@ from activities import ActivityDeps
 from activities.http_client import ApiCaller
 from cxgear.worker import build_workers
 from infra.db import create_engine
+from infra.providers import ProviderGuard
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
 from infra.vault import SecretStore
@@ -28,6 +29,7 @@ async def running_workers(settings: Settings, **deps: Any) -> AsyncIterator[Clie
         public_api_url=settings.public_api_url,
         api_caller=ApiCaller(allowed_hosts=settings.http_allowed_hosts),
         secrets=SecretStore(settings),
+        provider_guard=ProviderGuard(settings.provider_allowed_hosts),
         temporal=client,
         **deps,
     )
