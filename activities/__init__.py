@@ -19,6 +19,7 @@ from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
 from activities.steps import StepActivities
 from activities.supporting import SupportingActivities
+from infra.providers import ProviderGuard
 from infra.vault import SecretStore
 
 
@@ -29,6 +30,8 @@ class ActivityDeps:
     api_caller: ApiCaller
     # Secrets are read inside activities, never passed through Temporal.
     secrets: SecretStore
+    # Vets integrations' base URLs (CXGEAR_PROVIDER_ALLOWED_HOSTS) before a provider is called.
+    provider_guard: ProviderGuard
     # Supporting spinners are started by signal-with-start from an activity; records report to
     # their job through it too.
     temporal: Client | None = None
@@ -48,9 +51,14 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     supporting = SupportingActivities(deps.engine, deps.temporal)
     function = FunctionActivities()
     http = HttpActivities(deps.api_caller, deps.engine, deps.secrets)
-    llm = LlmActivities(deps.engine, deps.secrets)
-    messaging = MessagingActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
-    email = EmailActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
+    guard = deps.provider_guard
+    llm = LlmActivities(deps.engine, deps.secrets, provider_guard=guard)
+    messaging = MessagingActivities(
+        deps.engine, deps.secrets, public_api_url=deps.public_api_url, provider_guard=guard
+    )
+    email = EmailActivities(
+        deps.engine, deps.secrets, public_api_url=deps.public_api_url, provider_guard=guard
+    )
     return {
         "main": [
             db.start_record,

@@ -24,10 +24,11 @@ from activities.messaging import (
     claim_or_resume,
     fail,
     load_target,
+    misconfigured,
     read_credentials,
 )
 from activities.steps import render
-from infra.providers import sendgrid_client
+from infra.providers import ProviderGuard, sendgrid_client
 from infra.vault import SecretStore
 from models.channel import normalize_email
 from models.send_ledger import (
@@ -49,10 +50,18 @@ def _status_of(exc: HTTPError) -> int:
 
 
 class EmailActivities:
-    def __init__(self, engine: AsyncEngine, secrets: SecretStore, *, public_api_url: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        secrets: SecretStore,
+        *,
+        public_api_url: str,
+        provider_guard: ProviderGuard,
+    ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
+        self.provider_guard = provider_guard
 
     @activity.defn
     async def send_email(self, run: StepRun) -> StepResult:
@@ -72,14 +81,20 @@ class EmailActivities:
         body = render(run, step["body"])
         key = ledger_key(run.workflow_id, step["id"])
 
+        # Before the claim: a base URL the guard refuses leaves no ledger row behind.
+        creds = await read_credentials(self.secrets, target)
+        try:
+            client = await sendgrid_client(
+                target.integration.config, creds, guard=self.provider_guard
+            )
+        except ValueError as exc:
+            raise misconfigured(target, exc) from None
         done, row, reconcile = await claim_or_resume(
             self.engine, run, target, key, to, SendProvider.sendgrid, label, "accepted"
         )
         if done is not None:
             return done
 
-        creds = await read_credentials(self.secrets, target)
-        client = sendgrid_client(target.integration.config, creds)
         # The SDK has no timeout by default; a hung connection must end before the activity's.
         client.client.timeout = SENDGRID_TIMEOUT_S
         sender: dict[str, str] = {"email": channel.sender}

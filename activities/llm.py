@@ -32,7 +32,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.steps import render
-from infra.providers import openai_client
+from infra.providers import ProviderGuard, openai_client
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
 from workflows.contracts import StepResult, StepRun
 
@@ -313,9 +313,12 @@ def provider_error(
 
 
 class LlmActivities:
-    def __init__(self, engine: AsyncEngine, secrets: SecretStore) -> None:
+    def __init__(
+        self, engine: AsyncEngine, secrets: SecretStore, *, provider_guard: ProviderGuard
+    ) -> None:
         self.engine = engine
         self.secrets = secrets
+        self.provider_guard = provider_guard
 
     @activity.defn
     async def ai_agent(self, run: StepRun) -> StepResult:
@@ -358,7 +361,7 @@ class LlmActivities:
 
         creds = await self._credentials(target)
         try:
-            client = openai_client(target.config, creds)
+            client = await openai_client(target.config, creds, guard=self.provider_guard)
         except ValueError as exc:
             # The message names the missing field, never a value.
             raise permanent(

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
 from activities.steps import render
-from infra.providers import twilio_client
+from infra.providers import ProviderGuard, twilio_client
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
 from models.channel import WHATSAPP_PREFIX, Channel
 from models.do_not_contact import is_do_not_contact
@@ -121,6 +121,13 @@ async def read_credentials(secrets: SecretStore, target: SendTarget) -> dict[str
         raise fail(
             f"integration {target.integration.name!r} has no credentials", "Credentials"
         ) from exc
+
+
+def misconfigured(target: SendTarget, exc: ValueError) -> ApplicationError:
+    """A bad base URL or credential field: the message names fields and hosts, never values."""
+    return fail(
+        f"integration {target.integration.name!r} is misconfigured: {exc}", "IntegrationConfig"
+    )
 
 
 def e164(step_id: str, raw: str) -> str:
@@ -254,10 +261,18 @@ async def claim_or_resume(
 
 
 class MessagingActivities:
-    def __init__(self, engine: AsyncEngine, secrets: SecretStore, *, public_api_url: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        secrets: SecretStore,
+        *,
+        public_api_url: str,
+        provider_guard: ProviderGuard,
+    ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
+        self.provider_guard = provider_guard
 
     @activity.defn
     async def send_message(self, run: StepRun) -> StepResult:
@@ -278,14 +293,20 @@ class MessagingActivities:
             body = render(run, step.get("body") or "")
         key = ledger_key(run.workflow_id, step["id"])
 
+        # Before the claim: a base URL the guard refuses leaves no ledger row behind.
+        creds = await read_credentials(self.secrets, target)
+        try:
+            client = await twilio_client(
+                target.integration.config, creds, guard=self.provider_guard
+            )
+        except ValueError as exc:
+            raise misconfigured(target, exc) from None
         done, row, reconcile = await claim_or_resume(
             self.engine, run, target, key, to, SendProvider.twilio, label, "queued"
         )
         if done is not None:
             return done
 
-        creds = await read_credentials(self.secrets, target)
-        client = twilio_client(target.integration.config, creds)
         prefix = WHATSAPP_PREFIX if kind == "whatsapp" else ""
         params: dict[str, Any] = {
             "to": prefix + to,

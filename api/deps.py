@@ -17,6 +17,7 @@ from temporalio.client import Client as TemporalClient
 
 from api.errors import AppError, forbidden, temporal_unavailable
 from api.services.throttle import limit_public
+from infra.providers import ProviderGuard
 from infra.security import API_KEY_PREFIX, token_hash
 from infra.settings import Settings
 from infra.vault import SecretStore
@@ -108,6 +109,13 @@ def get_secret_store(request: Request) -> SecretStore:
 
 
 SecretStoreDep = Annotated[SecretStore, Depends(get_secret_store)]
+
+
+def get_provider_guard(settings: SettingsDep) -> ProviderGuard:
+    return ProviderGuard(settings.provider_allowed_hosts)
+
+
+ProviderGuardDep = Annotated[ProviderGuard, Depends(get_provider_guard)]
 
 
 @dataclass
@@ -222,13 +230,24 @@ class RequirePermission:
         self.permission = permission
 
     async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        if principal.user.must_change_password:
+            raise AppError(
+                "Change your temporary password first (POST /api/v1/auth/password)",
+                "PASSWORD_CHANGE_REQUIRED",
+                403,
+            )
         if not principal.can(self.permission):
             raise forbidden(self.permission)
         return principal
 
 
 class RequireSignedIn:
-    """Route dependency for routes any signed-in user may call (their own session, profile)."""
+    """Route dependency for routes any signed-in user may call (their own session, profile).
+
+    The only routes open to a user who still has a temporary password (reading who they are,
+    changing the password, signing out): every other route takes a permission, and
+    `RequirePermission` refuses such a user with PASSWORD_CHANGE_REQUIRED.
+    """
 
     async def __call__(self, principal: CurrentPrincipal) -> Principal:
         return principal

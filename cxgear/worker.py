@@ -18,6 +18,7 @@ from activities.attempt_log import AttemptLogInterceptor
 from activities.http_client import ApiCaller
 from infra.db import create_engine
 from infra.log_privacy import quiet_http_loggers
+from infra.providers import ProviderGuard
 from infra.settings import TASK_QUEUES, Settings
 from infra.temporal_client import connect_temporal
 from infra.vault import SecretStore
@@ -65,6 +66,7 @@ def activity_deps(
         "public_api_url": settings.public_api_url,
         "api_caller": ApiCaller(allowed_hosts=settings.http_allowed_hosts),
         "secrets": SecretStore(settings),
+        "provider_guard": ProviderGuard(settings.provider_allowed_hosts),
         "temporal": client,
     }
     return ActivityDeps(**(fields | overrides))

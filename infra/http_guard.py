@@ -1,4 +1,4 @@
-"""SSRF guard for the `api_call` step: which addresses a user-configured request may reach.
+"""SSRF guard for user-configured URLs (`api_call` steps, integrations' provider base URLs).
 
 A spinner author controls the URL, so without this guard a step could read the cloud
 metadata service (169.254.169.254), the Temporal or Vault ports on the worker's own
@@ -32,6 +32,7 @@ __all__ = [
     "GuardedTransport",
     "address_block_reason",
     "pinned_addresses",
+    "vetted_addresses",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -43,7 +44,14 @@ _NAT64 = IPv6Network("64:ff9b::/96")  # RFC 6052: the low 32 bits are an IPv4 ad
 class BlockedAddressError(Exception):
     """The request's host resolves to an address a spinner may not reach."""
 
-    def __init__(self, host: str, port: int, address: str, reason: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        address: str,
+        reason: str,
+        setting: str = "CXGEAR_HTTP_ALLOWED_HOSTS",
+    ) -> None:
         self.host = host
         self.port = port
         self.address = address
@@ -53,8 +61,8 @@ class BlockedAddressError(Exception):
             "and requests to private, loopback and link-local addresses are blocked. "
             f"If {host} is an internal service you trust, an operator can allow it by adding "
             f'"{_display_host(host)}" (any port) or "{_display_host(host)}:{port}" to '
-            "CXGEAR_HTTP_ALLOWED_HOSTS (comma-separated; read when a worker starts, so restart "
-            "the workers after changing it)."
+            f"{setting} (comma-separated; read when a worker starts, so restart the workers "
+            "after changing it)."
         )
 
 
@@ -131,8 +139,12 @@ def _parse_allowed(entry: str) -> tuple[str, int | None]:
 class AddressGuard:
     """Resolves a host and refuses it unless every address is public or the host is allowed."""
 
-    def __init__(self, *, allowed_hosts: Collection[str] = ()) -> None:
+    def __init__(
+        self, *, allowed_hosts: Collection[str] = (), setting: str = "CXGEAR_HTTP_ALLOWED_HOSTS"
+    ) -> None:
         self._allowed = frozenset(_parse_allowed(entry) for entry in allowed_hosts if entry.strip())
+        # The variable a refusal tells the operator to edit.
+        self.setting = setting
 
     def is_allowed(self, host: str, port: int) -> bool:
         host = normalise_host(host)
@@ -158,7 +170,7 @@ class AddressGuard:
         for address in addresses:
             reason = address_block_reason(ip_address(address.partition("%")[0]))
             if reason is not None:
-                raise BlockedAddressError(host, port, address, reason)
+                raise BlockedAddressError(host, port, address, reason, self.setting)
         return addresses
 
 
@@ -177,6 +189,18 @@ def pinned_addresses(host: str, port: int, addresses: Sequence[str]) -> Iterator
         _pinned.reset(token)
 
 
+async def vetted_addresses(guard: AddressGuard, host: str, port: int) -> Sequence[str]:
+    """The addresses a connection to (host, port) may use: pinned ones, or resolved and vetted.
+
+    Raises `BlockedAddressError`, or `socket.gaierror` when the name does not resolve.
+    """
+    pins = _pinned.get()
+    addresses = pins.get((normalise_host(host), port)) if pins else None
+    if addresses is None:
+        addresses = await guard.resolve(host, port)
+    return addresses
+
+
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to vetted addresses: pinned ones, or resolved and vetted here."""
 
@@ -192,13 +216,10 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        pins = _pinned.get()
-        addresses = pins.get((normalise_host(host), port)) if pins else None
-        if addresses is None:
-            try:
-                addresses = await self._guard.resolve(host, port)
-            except socket.gaierror as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        try:
+            addresses = await vetted_addresses(self._guard, host, port)
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         failure: Exception | None = None
         for address in addresses:
             try:
@@ -220,7 +241,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not reachable from an api_call step")
+        raise httpcore.ConnectError("unix sockets are not reachable through the SSRF guard")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)

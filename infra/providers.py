@@ -5,6 +5,16 @@ config points it somewhere else than the public API (a regional endpoint, a prox
 or a loopback fake in tests). SDK-level retries are off where the SDK has them:
 our activities own the retry policy.
 
+A base URL is chosen by the organization, and the SDK sends the organization's
+credentials to it from inside our network: every factory takes a `ProviderGuard`,
+which resolves the host and refuses loopback, private, link-local and other
+non-public addresses (the same rules as the `api_call` step) unless the operator
+allow-listed the host in `CXGEAR_PROVIDER_ALLOWED_HOSTS`. The httpx-based SDKs
+(OpenAI, Deepgram) also connect through the guarded transport, so a redirect or a
+DNS answer that changes after the check is vetted again at connect time. Twilio's
+client follows no redirects and SendGrid's is built not to; both are synchronous
+SDKs on their own HTTP stacks, so for them the check happens when the client is built.
+
 The signature helpers verify provider webhooks (Twilio status callbacks and inbound
 messages, SendGrid signed Event Webhook batches).
 """
@@ -13,11 +23,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+import urllib.request
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+import httpx2
 import openai
+import python_http_client  # type: ignore[import-untyped]  # no py.typed
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,11 +44,17 @@ from twilio.http.response import Response as TwilioResponse  # type: ignore[impo
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 from twilio.rest import Client as TwilioClient  # type: ignore[import-untyped]
 
+from infra.http_guard import AddressGuard, BlockedAddressError, GuardedTransport
+from infra.http_guard_httpx2 import GuardedTransport2
+
 __all__ = [
+    "PROVIDER_HOSTS_SETTING",
     "OPENAI_TIMEOUT_S",
     "DEEPGRAM_TIMEOUT_S",
     "TWILIO_TIMEOUT_S",
     "BaseUrlTwilioHttpClient",
+    "ProviderGuard",
+    "ProviderUrlBlocked",
     "deepgram_client",
     "openai_client",
     "sendgrid_client",
@@ -57,6 +77,64 @@ def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
     return value.rstrip("/")
 
 
+class ProviderUrlBlocked(ValueError):
+    """An integration's base URL points at an address providers may not be reached on.
+
+    A ValueError like the factories' other configuration errors: retrying never helps.
+    """
+
+    def __init__(self, key: str, blocked: BlockedAddressError) -> None:
+        self.key = key
+        self.blocked = blocked
+        super().__init__(f"{key}: {blocked}")
+
+
+PROVIDER_HOSTS_SETTING = "CXGEAR_PROVIDER_ALLOWED_HOSTS"
+# The config keys holding a base URL, across kinds.
+_URL_KEYS = ("base_url", "api_base_url")
+
+
+class ProviderGuard:
+    """Vets integrations' base URLs; one per process, built from the operator's allow-list."""
+
+    def __init__(self, allowed_hosts: Collection[str] = ()) -> None:
+        self.addresses = AddressGuard(allowed_hosts=allowed_hosts, setting=PROVIDER_HOSTS_SETTING)
+
+    async def vet(self, config: Mapping[str, Any]) -> None:
+        """Raise `ProviderUrlBlocked` unless every base URL in `config` may be reached.
+
+        A name that does not resolve raises `socket.gaierror` (an OSError): the provider is
+        unreachable for now, which is not a configuration error.
+        """
+        for key in _URL_KEYS:
+            url = _optional_str(config, key)
+            if url is None:
+                continue
+            parts = httpx.URL(url)
+            if parts.scheme not in ("http", "https") or not parts.host:
+                raise ValueError(f"{key} must be an absolute http(s) URL")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                await self.addresses.resolve(parts.host, port)
+            except BlockedAddressError as exc:
+                raise ProviderUrlBlocked(key, exc) from None
+
+    def http_client(self, timeout: float) -> httpx.AsyncClient:
+        """An httpx client whose every connection (redirects included) is vetted."""
+        return httpx.AsyncClient(
+            transport=GuardedTransport(self.addresses),
+            timeout=timeout,
+            follow_redirects=True,
+            trust_env=False,
+        )
+
+    def openai_http_client(self) -> httpx2.AsyncClient:
+        """The OpenAI SDK's own default client (httpx2) with every connection vetted."""
+        return openai.DefaultAsyncHttpxClient(
+            transport=GuardedTransport2(self.addresses), trust_env=False
+        )
+
+
 def _required_str(creds: Mapping[str, Any], key: str) -> str:
     value = creds.get(key)
     if not isinstance(value, str) or not value:
@@ -67,13 +145,20 @@ def _required_str(creds: Mapping[str, Any], key: str) -> str:
 # --- OpenAI -------------------------------------------------------------------------------------
 
 
-def openai_client(config: Mapping[str, Any], creds: Mapping[str, Any]) -> openai.AsyncOpenAI:
+async def openai_client(
+    config: Mapping[str, Any], creds: Mapping[str, Any], *, guard: ProviderGuard
+) -> openai.AsyncOpenAI:
     """AsyncOpenAI for `creds["api_key"]`; `config["base_url"]` (ending in /v1) is optional."""
+    api_key = _required_str(creds, "api_key")
+    base_url = _optional_str(config, "base_url")
+    await guard.vet(config)
     return openai.AsyncOpenAI(
-        api_key=_required_str(creds, "api_key"),
-        base_url=_optional_str(config, "base_url"),
+        api_key=api_key,
+        base_url=base_url,
         timeout=OPENAI_TIMEOUT_S,
         max_retries=0,
+        # The public endpoint keeps the SDK's own client (and the environment's proxy).
+        http_client=guard.openai_http_client() if base_url else None,
     )
 
 
@@ -128,9 +213,12 @@ class BaseUrlTwilioHttpClient(TwilioHttpClient):  # type: ignore[misc]  # base c
         return response
 
 
-def twilio_client(config: Mapping[str, Any], creds: Mapping[str, Any]) -> TwilioClient:
+async def twilio_client(
+    config: Mapping[str, Any], creds: Mapping[str, Any], *, guard: ProviderGuard
+) -> TwilioClient:
     """Twilio REST client; `config["api_base_url"]` optionally redirects every request."""
     base_url = _optional_str(config, "api_base_url")
+    await guard.vet(config)
     http_client = (
         BaseUrlTwilioHttpClient(base_url)
         if base_url
@@ -157,11 +245,47 @@ def twilio_signature_valid(
 # --- SendGrid -----------------------------------------------------------------------------------
 
 
-def sendgrid_client(config: Mapping[str, Any], creds: Mapping[str, Any]) -> SendGridAPIClient:
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        # urllib then raises HTTPError for the 3xx, which python_http_client reports as such.
+        return None
+
+
+class NoRedirectSendGridHttp(python_http_client.Client):  # type: ignore[misc]  # untyped base
+    """python_http_client's Client without urllib's redirect following.
+
+    urllib follows a 3xx to any host with the Authorization header still attached, and the
+    address vetted for the base URL says nothing about the redirect's target.
+    """
+
+    def _build_client(self, name: str | None = None) -> NoRedirectSendGridHttp:
+        url_path = self._url_path + [name] if name else self._url_path
+        return NoRedirectSendGridHttp(
+            host=self.host,
+            version=self._version,
+            request_headers=self.request_headers,
+            url_path=url_path,
+            append_slash=self.append_slash,
+            timeout=self.timeout,
+        )
+
+    def _make_request(self, opener: Any, request: Any, timeout: float | None = None) -> Any:
+        del opener  # urllib's default opener follows redirects
+        return super()._make_request(
+            urllib.request.build_opener(_RefuseRedirects()), request, timeout
+        )
+
+
+async def sendgrid_client(
+    config: Mapping[str, Any], creds: Mapping[str, Any], *, guard: ProviderGuard
+) -> SendGridAPIClient:
     """SendGrid v3 client; `config["base_url"]` (scheme + host, no /v3) is optional."""
     host = _optional_str(config, "base_url") or "https://api.sendgrid.com"
-    client: SendGridAPIClient = SendGridAPIClient(
-        api_key=_required_str(creds, "api_key"), host=host
+    api_key = _required_str(creds, "api_key")
+    await guard.vet(config)
+    client: SendGridAPIClient = SendGridAPIClient(api_key=api_key, host=host)
+    client.client = NoRedirectSendGridHttp(
+        host=host, request_headers=client.client.request_headers, version=3
     )
     return client
 
@@ -194,13 +318,17 @@ def sendgrid_signature_valid(
 # --- Deepgram -----------------------------------------------------------------------------------
 
 
-def deepgram_client(config: Mapping[str, Any], creds: Mapping[str, Any]) -> AsyncDeepgramClient:
+async def deepgram_client(
+    config: Mapping[str, Any], creds: Mapping[str, Any], *, guard: ProviderGuard
+) -> AsyncDeepgramClient:
     """AsyncDeepgramClient; `config["base_url"]` (scheme + host, no /v1) is optional.
 
     deepgram-sdk 7 takes a `DeepgramClientEnvironment`: `base` serves the REST API
     (listen, manage), the websocket entries are derived from it (http→ws).
     """
+    api_key = _required_str(creds, "api_key")
     base_url = _optional_str(config, "base_url")
+    await guard.vet(config)
     if base_url:
         parts = urlsplit(base_url)
         ws_scheme = "wss" if parts.scheme == "https" else "ws"
@@ -211,8 +339,9 @@ def deepgram_client(config: Mapping[str, Any], creds: Mapping[str, Any]) -> Asyn
     else:
         environment = DeepgramClientEnvironment.PRODUCTION
     return AsyncDeepgramClient(
-        api_key=_required_str(creds, "api_key"),
+        api_key=api_key,
         environment=environment,
         timeout=DEEPGRAM_TIMEOUT_S,
         max_retries=0,
+        httpx_client=guard.http_client(DEEPGRAM_TIMEOUT_S) if base_url else None,
     )

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
 
     # Lists and maps also read the shell-friendly forms `a,b` and `llm=50,email=20` (or JSON).
     http_allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Hosts an integration's base URL may name although they resolve to non-public addresses
+    # (an internal LLM gateway, a provider proxy). Separate from the above: allowing a proxy
+    # for providers must not let every spinner author's api_call reach it.
+    provider_allowed_hosts: Annotated[list[str], NoDecode] = []
     provider_rate_limits: Annotated[dict[str, float], NoDecode] = {
         "llm": 50.0,
         "messaging": 20.0,
@@ -74,7 +78,7 @@ class Settings(BaseSettings):
     default_plan: str = "unlimited"
     plans_file: Path | None = None
 
-    @field_validator("http_allowed_hosts", mode="before")
+    @field_validator("http_allowed_hosts", "provider_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -14,6 +14,7 @@ from httpx import ASGITransport, AsyncClient
 from api.app import create_app
 from cxgear.migrate import migrate
 from infra.settings import Settings
+from tests.fakes.signed import FAKE_HOST
 
 pytest_plugins = ["tests.stack_fixtures"]
 
@@ -53,6 +54,8 @@ def make_settings(**overrides: Any) -> Settings:
         # The suite exercises plan metering, so sign-ups get the trial plan, not the
         # self-hosted default (unlimited).
         "default_plan": "trial",
+        # The provider fakes, by name: 127.0.0.1 and every other loopback name stay refused.
+        "provider_allowed_hosts": [FAKE_HOST],
     }
     base.update(overrides)
     return Settings(**base)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from sqlmodel import col, select
 
-from api.deps import Allow, Principal, SecretStoreDep, SessionDep
+from api.deps import Allow, Principal, ProviderGuardDep, SecretStoreDep, SessionDep
 from api.errors import not_found
 from api.services.integrations import (
     check_connection,
@@ -89,5 +89,7 @@ async def delete(integration: Writable, session: SessionDep, store: SecretStoreD
 
 # It makes a call out with the stored credentials, so it takes the same permission as editing.
 @router.post("/{integration_id}/test")
-async def test_integration(integration: Writable, store: SecretStoreDep) -> ConnectionTest:
-    return await check_connection(store, integration)
+async def test_integration(
+    integration: Writable, store: SecretStoreDep, guard: ProviderGuardDep
+) -> ConnectionTest:
+    return await check_connection(store, integration, guard)

@@ -170,7 +170,9 @@ async def delete_integration(
 # --- test connection ----------------------------------------------------------------------------
 
 
-async def check_connection(store: SecretStore, integration: Integration) -> ConnectionTest:
+async def check_connection(
+    store: SecretStore, integration: Integration, guard: providers.ProviderGuard
+) -> ConnectionTest:
     kind = IntegrationKind(integration.kind)
     creds: dict[str, str] = {}
     if KINDS[kind].credentials is not None:
@@ -180,11 +182,14 @@ async def check_connection(store: SecretStore, integration: Integration) -> Conn
             return ConnectionTest(
                 ok=False, detail="No credentials are stored; save the integration's credentials"
             )
-    return await probe(kind, dict(integration.config or {}), creds)
+    return await probe(kind, dict(integration.config or {}), creds, guard)
 
 
 async def probe(
-    kind: IntegrationKind, config: Mapping[str, Any], creds: Mapping[str, str]
+    kind: IntegrationKind,
+    config: Mapping[str, Any],
+    creds: Mapping[str, str],
+    guard: providers.ProviderGuard,
 ) -> ConnectionTest:
     """Call a cheap read-only endpoint with the provider's own SDK. Never raises, never leaks.
 
@@ -194,11 +199,13 @@ async def probe(
         return ConnectionTest(ok=True, detail="Mock LLM: nothing to connect to")
     name, call = _PROBES[kind]
     try:
-        detail = await asyncio.wait_for(call(config, creds), PROBE_TIMEOUT_S)
+        detail = await asyncio.wait_for(call(config, creds, guard), PROBE_TIMEOUT_S)
     except TimeoutError:
         return ConnectionTest(ok=False, detail=f"{name} did not answer within {PROBE_TIMEOUT_S:g}s")
     except _Refused as exc:
         return ConnectionTest(ok=False, detail=f"{name} {exc}")
+    except providers.ProviderUrlBlocked as exc:
+        return ConnectionTest(ok=False, detail=f"{name} was not called: {exc}")
     except ValueError as exc:
         # The provider factories reject a malformed base URL or a missing credential field.
         return ConnectionTest(ok=False, detail=f"{name} is not configured correctly: {exc}")
@@ -218,8 +225,10 @@ def _status_detail(status: int | None) -> str:
     return f"answered with an error (HTTP {status})"
 
 
-async def _openai(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
-    client = providers.openai_client(config, creds)
+async def _openai(
+    config: Mapping[str, Any], creds: Mapping[str, str], guard: providers.ProviderGuard
+) -> str:
+    client = await providers.openai_client(config, creds, guard=guard)
     try:
         page = await client.models.list()
     except openai.APIStatusError as exc:
@@ -229,10 +238,12 @@ async def _openai(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
     return f"Connected to OpenAI: {len(page.data)} models available"
 
 
-async def _twilio(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
+async def _twilio(
+    config: Mapping[str, Any], creds: Mapping[str, str], guard: providers.ProviderGuard
+) -> str:
     from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
-    client = providers.twilio_client(config, creds)
+    client = await providers.twilio_client(config, creds, guard=guard)
 
     def fetch() -> Any:
         return client.api.v2010.accounts(creds["account_sid"]).fetch()
@@ -244,10 +255,12 @@ async def _twilio(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
     return f"Connected to Twilio: account status {account.status}"
 
 
-async def _sendgrid(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
+async def _sendgrid(
+    config: Mapping[str, Any], creds: Mapping[str, str], guard: providers.ProviderGuard
+) -> str:
     from python_http_client.exceptions import HTTPError  # type: ignore[import-untyped]
 
-    client = providers.sendgrid_client(config, creds)
+    client = await providers.sendgrid_client(config, creds, guard=guard)
     # python_http_client waits forever by default; children built per path inherit this.
     client.client.timeout = PROBE_TIMEOUT_S
 
@@ -261,10 +274,12 @@ async def _sendgrid(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
     return f"Connected to SendGrid (HTTP {response.status_code})"
 
 
-async def _deepgram(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
+async def _deepgram(
+    config: Mapping[str, Any], creds: Mapping[str, str], guard: providers.ProviderGuard
+) -> str:
     from deepgram.core.api_error import ApiError
 
-    client = providers.deepgram_client(config, creds)
+    client = await providers.deepgram_client(config, creds, guard=guard)
     try:
         result = await client.manage.v1.projects.list()
     except ApiError as exc:
@@ -275,7 +290,10 @@ async def _deepgram(config: Mapping[str, Any], creds: Mapping[str, str]) -> str:
 
 _PROBES: dict[
     IntegrationKind,
-    tuple[str, Callable[[Mapping[str, Any], Mapping[str, str]], Awaitable[str]]],
+    tuple[
+        str,
+        Callable[[Mapping[str, Any], Mapping[str, str], providers.ProviderGuard], Awaitable[str]],
+    ],
 ] = {
     IntegrationKind.openai: ("OpenAI", _openai),
     IntegrationKind.twilio: ("Twilio", _twilio),

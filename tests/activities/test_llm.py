@@ -20,11 +20,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
 from infra.db import create_engine
+from infra.providers import ProviderGuard
 from infra.settings import Settings
 from infra.vault import SecretStore
 from models.spinner_language.steps import AiAgentStep
 from tests.builders import Account, contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.openai_api import FakeOpenAI, echo, message_text, running_openai
+from tests.fakes.signed import FAKE_HOST
 from workflows.contracts import StepResult, StepRun
 
 ROLE = "You qualify sales leads for {{context.projectId}}."
@@ -128,7 +130,9 @@ async def world(app: FastAPI, settings: Settings, fake: FakeOpenAI) -> AsyncIter
 
 @pytest.fixture(scope="module")
 def llm(engine: AsyncEngine, settings: Settings) -> LlmActivities:
-    return LlmActivities(engine, SecretStore(settings))
+    return LlmActivities(
+        engine, SecretStore(settings), provider_guard=ProviderGuard(settings.provider_allowed_hosts)
+    )
 
 
 def step(integration_id: str, **settings: Any) -> dict[str, Any]:
@@ -344,7 +348,7 @@ class TestProviderErrors:
         self, llm: LlmActivities, world: World, fake: FakeOpenAI
     ) -> None:
         down = await world.integration(
-            "openai", config={"base_url": "http://127.0.0.1:9/v1"}, credentials=fake.creds
+            "openai", config={"base_url": f"http://{FAKE_HOST}:9/v1"}, credentials=fake.creds
         )
         err = await failure(llm, step_run(world, step(down, timeout_s=5)))
         assert not err.non_retryable
@@ -354,7 +358,9 @@ class TestProviderErrors:
         self, engine: AsyncEngine, settings: Settings, world: World, fake: FakeOpenAI
     ) -> None:
         broken = settings.model_copy(update={"vault_address": "http://127.0.0.1:9"})
-        llm = LlmActivities(engine, SecretStore(broken, timeout=1))
+        llm = LlmActivities(
+            engine, SecretStore(broken, timeout=1), provider_guard=ProviderGuard([FAKE_HOST])
+        )
         err = await failure(llm, step_run(world, step(world.openai_id)))
         assert err.type == "VaultUnavailable"
         assert not err.non_retryable

@@ -21,6 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.messaging import MessagingActivities
 from infra.db import create_engine
+from infra.providers import ProviderGuard
 from infra.settings import Settings
 from infra.vault import SecretStore
 from tests.builders import Account, make_spinner, make_table, project, signup, wait_job
@@ -459,8 +460,9 @@ class TestEmail:
         )
         engine = create_engine(settings.database_url)
         secrets = SecretStore(settings)
-        email_acts = EmailActivities(engine, secrets, public_api_url=PUBLIC)
-        sms_acts = MessagingActivities(engine, secrets, public_api_url=PUBLIC)
+        guard = ProviderGuard(settings.provider_allowed_hosts)
+        email_acts = EmailActivities(engine, secrets, public_api_url=PUBLIC, provider_guard=guard)
+        sms_acts = MessagingActivities(engine, secrets, public_api_url=PUBLIC, provider_guard=guard)
         try:
             for step, fn in (
                 ({"id": "send", **mail}, email_acts.send_email),

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import re
+
 import psycopg
+from fastapi import FastAPI
 from httpx import AsyncClient
 
+from api.deps import RequirePermission
 from infra.settings import Settings
-from tests.builders import PASSWORD, as_user, invite, login, signup
+from tests.api.test_route_contract import _calls, api_routes
+from tests.builders import PASSWORD, invite, login, signup
 
 
 class TestSignup:
@@ -132,25 +137,69 @@ class TestLogin:
         r = await client.get("/api/v1/auth/me")
         assert r.status_code == 401
 
-    async def test_invited_user_must_change_temporary_password(self, client: AsyncClient) -> None:
+    async def test_temporary_password_opens_only_me_password_and_logout(
+        self, app: FastAPI, client: AsyncClient
+    ) -> None:
         admin = await signup(client)
-        user = await invite(client, admin, roles=["Agent"])
+        user = await invite(client, admin, roles=["Admin"])
         r = await login(client, user["email"])
+        assert r.status_code == 200
         assert r.json()["must_change_password"] is True
-        me = await as_user(client, user["email"])
+        temp = {"Authorization": f"Bearer {r.json()['token']}"}
+
+        me = await client.get("/api/v1/auth/me", headers=temp)
+        assert me.status_code == 200
+        assert me.json()["user"]["mustChangePassword"] is True
+        # Every route that takes a permission refuses, although the user is an Admin.
+        refused, other = 0, []
+        for route in api_routes(app):
+            if not any(isinstance(c, RequirePermission) for c in _calls(route.dependant)):
+                continue
+            path = re.sub(r"{\w+}", "00000000-0000-4000-8000-000000000000", route.path)
+            for method in route.methods:
+                r = await client.request(method, path, headers=temp, json={})
+                if (r.status_code, r.json().get("errorCode")) == (403, "PASSWORD_CHANGE_REQUIRED"):
+                    refused += 1
+                else:
+                    other.append(f"{method} {route.path} -> {r.status_code} {r.text[:100]}")
+        assert other == []
+        assert refused >= 50
+        # A valid body is refused the same way, and nothing is created.
+        r = await client.post(
+            "/api/v1/projects", json={"name": "Sneaky", "type": "outreach"}, headers=temp
+        )
+        assert (r.status_code, r.json()["errorCode"]) == (403, "PASSWORD_CHANGE_REQUIRED")
+        assert (await client.get("/api/v1/projects", headers=admin.headers)).json()["count"] == 0
+
         r = await client.post(
             "/api/v1/auth/password",
             json={"current_password": PASSWORD, "new_password": "An0ther-Strong-pass"},
-            headers=me.headers,
+            headers=temp,
         )
         assert r.status_code == 204
+        # The same session now reaches the rest of the API.
+        r = await client.get("/api/v1/projects", headers=temp)
+        assert r.status_code == 200, r.text
+        assert (await client.get("/api/v1/auth/me", headers=temp)).json()["user"][
+            "mustChangePassword"
+        ] is False
         r = await client.post(
             "/api/v1/auth/login",
-            json={"email": user["email"], "password": "An0ther-Strong-pass"},
+            json={"email": user["email"], "password": "An0ther-Strong-pass", "continue_here": True},
             headers={"User-Agent": "pytest"},
         )
         assert r.status_code == 200
         assert r.json()["must_change_password"] is False
+
+    async def test_temporary_password_user_can_sign_out(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        user = await invite(client, admin, roles=["Agent"])
+        token = (await login(client, user["email"])).json()["token"]
+        temp = {"Authorization": f"Bearer {token}"}
+        assert (await client.post("/api/v1/auth/logout", headers=temp)).status_code == 204
+        r = await client.get("/api/v1/auth/me", headers=temp)
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "SESSION_REVOKED"
 
 
 class TestBodyLimit:

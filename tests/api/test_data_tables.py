@@ -18,11 +18,10 @@ import uvicorn
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
-from api.services import data_tables as data_tables_service
 from api.services.formula_guard import guard
 from infra.db import libpq_url
 from infra.settings import Settings
-from tests.builders import Account, as_user, invite, project, signup
+from tests.builders import Account, as_user, invite, make_spinner, project, run_now, signup
 from tests.conftest import make_settings
 from tests.stack_fixtures import free_port
 
@@ -238,16 +237,19 @@ class TestTables:
         assert r.status_code == 204
         assert stored_rows(settings, table["id"]) == 0
 
-    async def test_table_used_by_a_running_job_cannot_be_deleted(
-        self, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_table_used_by_a_running_job_cannot_be_deleted(self, client: AsyncClient) -> None:
         admin = await signup(client)
         table = await imported(client, admin, contacts(2))
-
-        async def busy(_: Any, table_id: Any) -> bool:
-            return str(table_id) == str(table["id"])
-
-        monkeypatch.setattr(data_tables_service, "ACTIVE_JOB_CHECKS", [busy])
+        spinner = await make_spinner(
+            client,
+            admin,
+            project_id=table["project_id"],
+            definition={"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]},
+        )
+        # No worker polls this module's task queues: the job stays queued, i.e. active.
+        job_id = await run_now(client, admin, spinner, table)
+        job = (await client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
+        assert job["status"] in ("queued", "running")
         r = await client.delete(f"/api/v1/data-tables/{table['id']}", headers=admin.headers)
         assert r.status_code == 409
         assert r.json()["errorCode"] == "TABLE_IN_USE"
@@ -765,9 +767,32 @@ class TestMetadataFields:
         admin = await signup(client)
         table = await imported(client, admin, contacts(2))
         url = f"/api/v1/data-tables/{table['id']}"
-        await client.patch(url, json={"metadata_fields": ["name"]}, headers=admin.headers)
+        # A spinner's templates may use the project's metadata fields: its issues show which.
+        spinner = await make_spinner(
+            client,
+            admin,
+            project_id=table["project_id"],
+            definition={"steps": [{"id": "say", "type": "log", "message": "{{email}} {{phone}}"}]},
+            publish=False,
+        )
+
+        async def unknown_fields() -> set[str]:
+            r = await client.get(f"/api/v1/spinners/{spinner['id']}", headers=admin.headers)
+            assert r.status_code == 200, r.text
+            return {
+                field
+                for issue in r.json()["issues"]
+                for field in ("name", "phone", "email")
+                if f"'{field}'" in issue["message"]
+            }
+
+        assert await unknown_fields() == set()  # nothing chosen yet: every column
+        r = await client.patch(url, json={"metadata_fields": ["name"]}, headers=admin.headers)
+        assert r.status_code == 200
+        assert await unknown_fields() == {"email", "phone"}
         r = await client.patch(url, json={"metadata_fields": []}, headers=admin.headers)
         assert r.status_code == 200 and r.json()["metadata_fields"] == []
+        assert await unknown_fields() == set()
 
     async def test_before_an_import_no_field_exists(self, client: AsyncClient) -> None:
         admin = await signup(client)

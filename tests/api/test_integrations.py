@@ -11,6 +11,7 @@ from infra.settings import Settings
 from infra.vault import SecretNotFound, SecretStore
 from tests.builders import Account, as_user, invite, signup
 from tests.fakes.deepgram_api import running_deepgram
+from tests.fakes.listener import listening
 from tests.fakes.openai_api import running_openai
 from tests.fakes.sendgrid_api import running_sendgrid
 from tests.fakes.twilio_api import running_twilio
@@ -333,6 +334,58 @@ class TestConnection:
         result = await connection_test(client, admin, gone["id"])
         assert result["ok"] is False
         assert "Could not reach OpenAI" in result["detail"]
+
+
+class TestProviderUrlGuard:
+    """A base URL on a non-public address is refused before the provider SDK sends anything."""
+
+    @pytest.mark.parametrize(
+        ("kind", "key", "suffix", "credentials", "name"),
+        [
+            ("openai", "base_url", "/v1", {"api_key": "sk-x"}, "OpenAI"),
+            ("twilio", "api_base_url", "", {"account_sid": "AC1", "auth_token": "t"}, "Twilio"),
+            ("sendgrid", "base_url", "", {"api_key": "SG.x"}, "SendGrid"),
+            ("deepgram", "base_url", "", {"api_key": "dg"}, "Deepgram"),
+        ],
+    )
+    async def test_loopback_port_not_allow_listed_fails_and_is_never_called(
+        self,
+        client: AsyncClient,
+        kind: str,
+        key: str,
+        suffix: str,
+        credentials: dict[str, str],
+        name: str,
+    ) -> None:
+        admin = await signup(client)
+        with listening() as listener:
+            created = await create(
+                client,
+                admin,
+                kind=kind,
+                config={key: f"http://127.0.0.1:{listener.port}{suffix}"},
+                credentials=credentials,
+            )
+            assert created.status_code == 201, created.text
+            result = await connection_test(client, admin, created.json()["id"])
+            assert listener.connections() == 0
+        assert result["ok"] is False
+        detail = result["detail"]
+        assert detail.startswith(f"{name} was not called: {key}: refusing to connect to 127.0.0.1")
+        assert "loopback" in detail and "CXGEAR_PROVIDER_ALLOWED_HOSTS" in detail
+
+    async def test_cloud_metadata_address_is_refused(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        created = await create(
+            client,
+            admin,
+            kind="openai",
+            config={"base_url": "http://169.254.169.254/latest/meta-data"},
+            credentials={"api_key": "sk-x"},
+        )
+        result = await connection_test(client, admin, created.json()["id"])
+        assert result["ok"] is False
+        assert "169.254.169.254" in result["detail"] and "link-local" in result["detail"]
 
 
 class TestPermissions:

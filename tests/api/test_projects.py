@@ -51,10 +51,15 @@ class TestProjects:
         assert r.json()["errorCode"] == "PLAN_LIMIT"
 
     async def test_smuggled_org_id_is_rejected(self, client: AsyncClient) -> None:
-        admin = await signup(client)
+        admin, victim = await signup(client), await signup(client)
+        # Another organization's id: accepting it would plant the project in the victim's org.
         r = await client.post(
             "/api/v1/projects",
-            json={"name": "x", "type": "outreach", "org_id": admin.org_id},
+            json={"name": "planted", "type": "outreach", "org_id": victim.org_id},
             headers=admin.headers,
         )
         assert r.status_code == 422
+        assert r.json()["errorCode"] == "VALIDATION_ERROR"
+        for account in (admin, victim):
+            listed = (await client.get("/api/v1/projects", headers=account.headers)).json()
+            assert "planted" not in [x["name"] for x in listed["data"]]

@@ -2,7 +2,7 @@
 
     with running_deepgram() as fake:
         fake.script([(0, "Hello, thanks for calling."), (1, "Hi, I want to cancel.")])
-        client = deepgram_client(fake.config, fake.creds)
+        client = await deepgram_client(fake.config, fake.creds, guard=guard)
         result = await client.listen.v1.media.transcribe_url(url=..., diarize=True, utterances=True)
 
 A transcript is a list of turns `(speaker, text)`; scripted transcripts are used in

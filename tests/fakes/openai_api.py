@@ -1,7 +1,7 @@
 """A loopback fake of the OpenAI chat completions API; keeps a ledger of the completions asked for.
 
 with running_openai() as fake:
-    client = openai_client({"base_url": fake.base_url}, {"api_key": fake.api_key})
+    client = await openai_client(fake.config, fake.creds, guard=guard)
     fake.script("first reply", "second reply")   # then the responder / echo
     fake.responder = lambda messages: "yes" if "?" in str(messages) else "no"
 """

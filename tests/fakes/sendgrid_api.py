@@ -1,7 +1,7 @@
 """A loopback fake of SendGrid's v3 mail send API and signed Event Webhook; keeps a ledger of sends.
 
     with running_sendgrid() as fake:
-        client = sendgrid_client(fake.config, fake.creds)
+        client = await sendgrid_client(fake.config, fake.creds, guard=guard)
         response = client.send(mail)                       # 202, X-Message-Id
         message_id = response.headers["X-Message-Id"]
         signed = fake.events([fake.delivered(message_id)], url=webhook_url)

@@ -222,14 +222,20 @@ def _handler(handle: Handle, ledger: Ledger) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+# The name the provider fakes are reached by. Tests allow-list it for integrations' base URLs
+# (CXGEAR_PROVIDER_ALLOWED_HOSTS); the same listener as 127.0.0.1 is not allowed, which is how
+# the SSRF tests show a loopback base URL being refused.
+FAKE_HOST = "localhost"
+
+
 @contextmanager
 def serve(handle: Handle, ledger: Ledger) -> Iterator[tuple[str, int]]:
-    """Serve `handle` on 127.0.0.1:<free port> in a daemon thread; yields (host, port)."""
+    """Serve `handle` on 127.0.0.1:<free port> in a daemon thread; yields (FAKE_HOST, port)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(handle, ledger))
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield "127.0.0.1", server.server_address[1]
+        yield FAKE_HOST, server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()

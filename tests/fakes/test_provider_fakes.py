@@ -17,6 +17,7 @@ from twilio.base.exceptions import TwilioRestException  # type: ignore[import-un
 
 from infra.providers import (
     BaseUrlTwilioHttpClient,
+    ProviderGuard,
     deepgram_client,
     openai_client,
     sendgrid_client,
@@ -28,7 +29,10 @@ from tests.fakes.crm_api import running_crm
 from tests.fakes.deepgram_api import running_deepgram
 from tests.fakes.openai_api import running_openai
 from tests.fakes.sendgrid_api import SIGNATURE_HEADER, TIMESTAMP_HEADER, running_sendgrid
+from tests.fakes.signed import FAKE_HOST
 from tests.fakes.twilio_api import running_twilio
+
+GUARD = ProviderGuard([FAKE_HOST])
 
 STATUS_URL = "https://cx.example.com/webhooks/twilio/status?tenant=acme"
 
@@ -38,7 +42,9 @@ STATUS_URL = "https://cx.example.com/webhooks/twilio/status?tenant=acme"
 async def test_openai_chat_completion_echo_scripted_and_responder() -> None:
     with running_openai() as fake:
         assert fake.base_url.endswith("/v1")
-        client = openai_client({"base_url": fake.base_url}, {"api_key": fake.api_key})
+        client = await openai_client(
+            {"base_url": fake.base_url}, {"api_key": fake.api_key}, guard=GUARD
+        )
         messages: list[Any] = [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Where is my parcel?"},
@@ -77,7 +83,7 @@ async def test_openai_chat_completion_echo_scripted_and_responder() -> None:
 
 async def test_openai_wrong_key_is_401_and_failures_are_not_recorded() -> None:
     with running_openai() as fake:
-        bad = openai_client({"base_url": fake.base_url}, {"api_key": "sk-wrong"})
+        bad = await openai_client({"base_url": fake.base_url}, {"api_key": "sk-wrong"}, guard=GUARD)
         with pytest.raises(openai.AuthenticationError) as caught:
             await bad.chat.completions.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
@@ -85,7 +91,9 @@ async def test_openai_wrong_key_is_401_and_failures_are_not_recorded() -> None:
         assert caught.value.status_code == 401
         assert caught.value.code == "invalid_api_key"
 
-        client = openai_client({"base_url": fake.base_url}, {"api_key": fake.api_key})
+        client = await openai_client(
+            {"base_url": fake.base_url}, {"api_key": fake.api_key}, guard=GUARD
+        )
         fake.fail_next(1, status=429, retry_after=2)
         with pytest.raises(openai.RateLimitError) as limited:
             await client.chat.completions.create(
@@ -99,9 +107,9 @@ async def test_openai_wrong_key_is_401_and_failures_are_not_recorded() -> None:
 # --- Twilio -------------------------------------------------------------------------------------
 
 
-def test_twilio_send_fetch_and_account() -> None:
+async def test_twilio_send_fetch_and_account() -> None:
     with running_twilio() as fake:
-        client = twilio_client({"api_base_url": fake.base_url}, fake.creds)
+        client = await twilio_client({"api_base_url": fake.base_url}, fake.creds, guard=GUARD)
         message = client.messages.create(
             to="+15005550006", from_="+15005550001", body="Hello!", status_callback=STATUS_URL
         )
@@ -131,16 +139,18 @@ def test_twilio_send_fetch_and_account() -> None:
         assert client.messages(message.sid).fetch().status == "delivered"
 
 
-def test_twilio_bad_auth_and_injected_failures() -> None:
+async def test_twilio_bad_auth_and_injected_failures() -> None:
     with running_twilio() as fake:
-        bad = twilio_client(fake.config, {"account_sid": fake.account_sid, "auth_token": "nope"})
+        bad = await twilio_client(
+            fake.config, {"account_sid": fake.account_sid, "auth_token": "nope"}, guard=GUARD
+        )
         with pytest.raises(TwilioRestException) as caught:
             bad.api.v2010.accounts(fake.account_sid).fetch()
         assert caught.value.status == 401 and caught.value.code == 20003
         with pytest.raises(TwilioRestException):
             bad.messages.create(to="+15005550006", from_="+15005550001", body="x")
 
-        client = twilio_client(fake.config, fake.creds)
+        client = await twilio_client(fake.config, fake.creds, guard=GUARD)
         fake.fail_next(1)
         with pytest.raises(TwilioRestException) as failed:
             client.messages.create(to="+15005550006", from_="+15005550001", body="x")
@@ -160,9 +170,9 @@ def test_twilio_http_client_rewrites_scheme_host_and_keeps_prefix() -> None:
     )
 
 
-def test_twilio_status_callback_signature_round_trip() -> None:
+async def test_twilio_status_callback_signature_round_trip() -> None:
     with running_twilio() as fake:
-        client = twilio_client(fake.config, fake.creds)
+        client = await twilio_client(fake.config, fake.creds, guard=GUARD)
         message = client.messages.create(
             to="+15005550006", from_="+15005550001", body="Hi", status_callback=STATUS_URL
         )
@@ -191,9 +201,9 @@ def test_twilio_status_callback_signature_round_trip() -> None:
         )
 
 
-def test_twilio_deliver_over_http_through_a_proxy_base() -> None:
+async def test_twilio_deliver_over_http_through_a_proxy_base() -> None:
     with running_twilio() as fake, running_crm() as receiver:
-        client = twilio_client(fake.config, fake.creds)
+        client = await twilio_client(fake.config, fake.creds, guard=GUARD)
         message = client.messages.create(
             to="+15005550006", from_="+15005550001", body="Hi", status_callback=STATUS_URL
         )
@@ -226,9 +236,11 @@ def _mail(to: str = "ada@example.com") -> Any:
     return mail
 
 
-def test_sendgrid_send_and_scopes() -> None:
+async def test_sendgrid_send_and_scopes() -> None:
     with running_sendgrid() as fake:
-        client = sendgrid_client({"base_url": fake.base_url}, {"api_key": fake.api_key})
+        client = await sendgrid_client(
+            {"base_url": fake.base_url}, {"api_key": fake.api_key}, guard=GUARD
+        )
         response = client.send(_mail())
         assert response.status_code == 202
         message_id = response.headers["X-Message-Id"]
@@ -244,16 +256,16 @@ def test_sendgrid_send_and_scopes() -> None:
         assert "mail.send" in scopes["scopes"]
 
         with pytest.raises(UnauthorizedError):
-            sendgrid_client(fake.config, {"api_key": "SG.bad"}).send(_mail())
+            (await sendgrid_client(fake.config, {"api_key": "SG.bad"}, guard=GUARD)).send(_mail())
         fake.fail_next(1)
         with pytest.raises(InternalServerError):
             client.send(_mail())
         assert len(fake.ledger) == 1
 
 
-def test_sendgrid_event_signature_round_trip() -> None:
+async def test_sendgrid_event_signature_round_trip() -> None:
     with running_sendgrid() as fake:
-        client = sendgrid_client(fake.config, fake.creds)
+        client = await sendgrid_client(fake.config, fake.creds, guard=GUARD)
         message_id = client.send(_mail()).headers["X-Message-Id"]
         batch = [
             fake.delivered(message_id),
@@ -299,7 +311,9 @@ def test_sendgrid_event_signature_round_trip() -> None:
 
 async def test_deepgram_listen_by_url_and_file() -> None:
     with running_deepgram() as fake:
-        client = deepgram_client({"base_url": fake.base_url}, {"api_key": fake.api_key})
+        client = await deepgram_client(
+            {"base_url": fake.base_url}, {"api_key": fake.api_key}, guard=GUARD
+        )
         fake.script([(0, "Hello, you are through to support."), (1, "Hi! My router is broken.")])
         result = await client.listen.v1.media.transcribe_url(
             url="https://calls.example.com/rec-1.wav",
@@ -342,7 +356,7 @@ async def test_deepgram_wrong_key_is_401() -> None:
     from deepgram.core.api_error import ApiError
 
     with running_deepgram() as fake:
-        client = deepgram_client(fake.config, {"api_key": "wrong"})
+        client = await deepgram_client(fake.config, {"api_key": "wrong"}, guard=GUARD)
         with pytest.raises(ApiError) as caught:
             await client.listen.v1.media.transcribe_url(url="https://calls.example.com/a.wav")
         assert caught.value.status_code == 401

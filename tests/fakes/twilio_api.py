@@ -1,7 +1,7 @@
 """A loopback fake of Twilio's Messages API; keeps a ledger of accepted sends and builds signed callbacks.
 
 with running_twilio() as fake:
-    client = twilio_client(fake.config, fake.creds)
+    client = await twilio_client(fake.config, fake.creds, guard=guard)
     msg = client.messages.create(to=..., from_=..., body=..., status_callback=url)
     signed = fake.status_callback(msg.sid, "delivered")   # X-Twilio-Signature over url + form
     await asgi_client.post(signed.path, content=signed.body, headers=signed.headers)

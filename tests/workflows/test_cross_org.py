@@ -120,15 +120,61 @@ ENGINE_BUILDERS = {
 CREATES_IN_OWN_ORG = {("PUT", "/api/v1/vault/secrets/{name}")}
 
 
+DESTRUCTIVE = "DELETE"
+# Deletes run children first, the project (which takes everything with it) last.
+DELETE_ORDER = ["schedules", "links", "ingest-token", "spinners", "data-tables", "projects"]
+
+
+def _order(request: tuple[str, str, list[str]]) -> tuple[bool, int]:
+    method, path, _ = request
+    if method != DESTRUCTIVE:
+        return (False, 0)
+    segments = [s for s in path.split("/") if s and not s.startswith("{")]
+    ranks = [DELETE_ORDER.index(s) for s in segments if s in DELETE_ORDER]
+    # The last named segment is what is deleted; unnamed resources go first.
+    return (True, ranks[-1] if ranks else -1)
+
+
+async def _no_name(client: AsyncClient, account: Account, ids: dict[str, str]) -> str:
+    return "nothing_here"
+
+
+async def _no_address(client: AsyncClient, account: Account, ids: dict[str, str]) -> str:
+    return "nobody@example.com"
+
+
+def _fill(
+    path: str, params: list[str], ids: dict[str, str], mine: dict[str, str], theirs: str
+) -> str:
+    """`path` with every id from `ids`, except `theirs` (one param name) from `mine`'s org."""
+    for p in params:
+        value = mine[p] if p != theirs and theirs else ids[p]
+        path = path.replace("{" + p + "}", value)
+    return path
+
+
 class TestCrossOrganization:
     async def test_every_id_route_answers_404_for_another_orgs_ids(
         self, app: FastAPI, client: AsyncClient, worker: Client
     ) -> None:
+        """Each request is tried by the owner too (non-404), so a wrong builder cannot pass.
+
+        Another organization's request comes first, the owner's second: a 404 seen before the
+        owner's success was not caused by the object being gone. DELETEs run last so the
+        objects exist for every other route. Paths with two ids are also tried with only one
+        of them foreign (`/spinners/{mine}/links/{theirs}` and the reverse).
+        """
         me = await signup(client)
-        key = await api_key(client, me, scopes=["ingest", "trigger"])
+        my_key = await api_key(client, me, scopes=["ingest", "trigger"])
         other = await signup(client)
+        their_key = await api_key(client, other, scopes=["ingest", "trigger"])
         theirs = await _other_org_objects(client, other, ENGINE_BUILDERS)
-        checked, wrong = 0, []
+        # Secret names and addresses are the caller's own namespace: "mine" must not hold theirs.
+        mine = await _other_org_objects(
+            client, me, {**ENGINE_BUILDERS, "name": _no_name, "address": _no_address}
+        )
+        checked, mixed, wrong = 0, 0, []
+        requests: list[tuple[str, str, list[str]]] = []
         for route in api_routes(app):
             if route.path.startswith("/api/v1/public/callbacks/"):
                 continue  # authenticated by the caller's HMAC signature, which is checked first
@@ -137,17 +183,34 @@ class TestCrossOrganization:
                 continue
             unknown = [p for p in params if p not in theirs]
             assert not unknown, f"{route.path}: add a builder for {unknown} in EXTRA_BUILDERS"
-            path = route.path
-            for p in params:
-                path = path.replace("{" + p + "}", theirs[p])
-            is_public = "/public/" in route.path
-            headers = {"Authorization": f"Bearer {key}"} if is_public else me.headers
             for method in route.methods:
-                if (method, route.path) in CREATES_IN_OWN_ORG:
-                    continue
-                r = await client.request(method, path, headers=headers, json={})
-                checked += 1
+                if (method, route.path) not in CREATES_IN_OWN_ORG:
+                    requests.append((method, route.path, params))
+        requests.sort(key=_order)
+        for method, route_path, params in requests:
+            is_public = "/public/" in route_path
+            as_me = {"Authorization": f"Bearer {my_key}"} if is_public else me.headers
+            as_owner = {"Authorization": f"Bearer {their_key}"} if is_public else other.headers
+            path = _fill(route_path, params, theirs, mine, "")
+            # One foreign id among the caller's own, for each position of a multi-id path.
+            partial = (
+                [_fill(route_path, params, theirs, mine, p) for p in params]
+                if len(params) > 1
+                else []
+            )
+            for variant in partial:
+                r = await client.request(method, variant, headers=as_me, json={})
+                mixed += 1
                 if r.status_code != 404:
-                    wrong.append(f"{method} {route.path} -> {r.status_code} {r.text[:120]}")
-        assert wrong == []
-        assert checked >= 10
+                    wrong.append(f"mixed {method} {variant} -> {r.status_code} {r.text[:120]}")
+            r = await client.request(method, path, headers=as_me, json={})
+            checked += 1
+            if r.status_code != 404:
+                wrong.append(f"{method} {route_path} -> {r.status_code} {r.text[:120]}")
+            owner = await client.request(method, path, headers=as_owner, json={})
+            if owner.status_code == 404:
+                wrong.append(
+                    f"owner {method} {route_path} -> 404 {owner.text[:120]} (bad builder?)"
+                )
+        assert wrong == [], "\n".join(wrong)
+        assert checked >= 10 and mixed >= 2

@@ -135,7 +135,14 @@ class TestRunNow:
                 headers=admin.headers,
             )
         ).json()
-        assert not {x["id"] for x in page1["data"]} & {x["id"] for x in page2["data"]}
+        first, second = [x["id"] for x in page1["data"]], [x["id"] for x in page2["data"]]
+        # Two full pages, no overlap, and together the first ten records in order.
+        assert len(first) == 5 and len(second) == 5
+        assert not set(first) & set(second)
+        everything = (
+            await client.get(f"/api/v1/jobs/{job['id']}/records?limit=10", headers=admin.headers)
+        ).json()
+        assert first + second == [x["id"] for x in everything["data"]]
 
     async def test_draft_cannot_run(
         self, client: AsyncClient, worker: Client, crm: FakeCrm

@@ -89,6 +89,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "CXGEAR_SECRET_KEY": settings.secret_key.get_secret_value(),
         "CXGEAR_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
         "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
+        "CXGEAR_PROVIDER_ALLOWED_HOSTS": json.dumps(settings.provider_allowed_hosts),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "cxgear", "worker"],
