@@ -54,7 +54,6 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     return {
         "main": [
             db.start_record,
-            db.load_record,
             db.complete_record,
             db.set_record_phase,
             db.sweep_records,
@@ -65,9 +64,6 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             db.finish_job,
             db.create_scheduled_job,
             steps.run_cheap,
-            steps.log,
-            steps.tag,
-            steps.decision,
             steps.wait_plan,
             steps.settle_send,
             steps.settle_wait,

@@ -21,7 +21,6 @@ from workflows.contracts import (
     JobIdInput,
     JobStatusInput,
     JobSummary,
-    LoadRecordInput,
     NextRecordsInput,
     NextRecordsResult,
     RecordFinished,
@@ -118,7 +117,7 @@ class EngineDbActivities:
     @activity.defn
     async def start_record(self, inp: StartRecordInput) -> RecordStart:
         """Loads the record and runs its leading cheap steps: one local activity, one marker."""
-        plan = await self.load_record(LoadRecordInput(inp.record_id, inp.version_id, inp.wf_id))
+        plan = await self._load_record(inp.record_id, inp.version_id)
         if plan.steps[plan.start]["type"] not in CHEAP_STEP_TYPES:
             return RecordStart(plan, None)
         run = StepRun(
@@ -133,9 +132,8 @@ class EngineDbActivities:
         )
         return RecordStart(plan, await self._steps.run_cheap(CheapRun(run, plan.steps)))
 
-    @activity.defn
-    async def load_record(self, inp: LoadRecordInput) -> RecordPlan:
-        start, steps, spinner_id, version = await self._plan(inp.spinner_version_id)
+    async def _load_record(self, record_id: int, version_id: str) -> RecordPlan:
+        start, steps, spinner_id, version = await self._plan(version_id)
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -148,20 +146,20 @@ class EngineDbActivities:
                         " or exists (select 1 from spinner_link l where l.kind = 'retry'"
                         " and l.parent_spinner_id = cast(:spinner as uuid))"
                     ),
-                    {"id": inp.record_id, "spinner": spinner_id},
+                    {"id": record_id, "spinner": spinner_id},
                 )
             ).first()
         if row is None:
-            raise ApplicationError(f"record {inp.record_id} not found", non_retryable=True)
+            raise ApplicationError(f"record {record_id} not found", non_retryable=True)
         # A re-driven record resumes at its failed step with the outputs it had reached.
         resume_at = row[5] if row[5] in steps else None
         outputs = dict(row[3]) if resume_at else {}
         context = {
             "jobId": str(row[0]),
-            "recordId": str(inp.record_id),
+            "recordId": str(record_id),
             "projectId": str(row[1]),
             "spinnerId": spinner_id,
-            "callbackUrl": f"{self.public_api_url}/api/v1/public/callbacks/{inp.record_id}",
+            "callbackUrl": f"{self.public_api_url}/api/v1/public/callbacks/{record_id}",
             "timezone": str(row[4]),
         }
         return RecordPlan(

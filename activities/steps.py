@@ -89,7 +89,6 @@ class StepActivities:
             step_id = result.next
         return CheapResults(results, step_id)
 
-    @activity.defn
     async def log(self, run: StepRun) -> StepResult:
         message = render(run, run.step["message"])
         level = run.step.get("level", "info")
@@ -111,7 +110,6 @@ class StepActivities:
             next=run.step.get("next"),
         )
 
-    @activity.defn
     async def tag(self, run: StepRun) -> StepResult:
         outputs: dict[str, object] = {}
         if run.step.get("disposition"):
@@ -127,7 +125,6 @@ class StepActivities:
             next=run.step.get("next"),
         )
 
-    @activity.defn
     async def decision(self, run: StepRun) -> StepResult:
         for branch in run.step["branches"]:
             try:

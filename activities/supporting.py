@@ -419,7 +419,6 @@ class SupportingActivities:
         """Signal-with-start the child's RecordWorkflow; False when it already exists."""
         # Imported here: the record workflow imports this module for its activity reference.
         from workflows.record_workflow import (
-            RECORD_ENGINE,
             RecordInput,
             RecordWorkflow,
             record_search_attributes,
@@ -439,7 +438,6 @@ class SupportingActivities:
                     child.spinner_version_id,
                     queues,
                     delay_s=child.delay_s,
-                    engine=RECORD_ENGINE,
                 ),
                 id=child.workflow_id,
                 task_queue=queues.main,

@@ -92,13 +92,6 @@ class StartRecordInput:
 
 
 @dataclass
-class LoadRecordInput:
-    record_id: int
-    spinner_version_id: str
-    workflow_id: str
-
-
-@dataclass
 class RecordStart:
     plan: RecordPlan
     # The leading cheap steps, already run (None when the first step is not cheap).
@@ -213,8 +206,6 @@ class JobSummary:
     cancelled: int
 
 
-SIGNAL_RECORD_FINISHED = "record_finished"
-SIGNAL_RECORD_PHASE = "record_phase"
 # Reports gathered by a worker from many records, delivered to their job as one signal.
 SIGNAL_RECORDS_REPORTED = "records_reported"
 SIGNAL_STARTED_BY = "started_by"

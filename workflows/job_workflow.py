@@ -13,8 +13,6 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
     from workflows.contracts import (
-        SIGNAL_RECORD_FINISHED,
-        SIGNAL_RECORD_PHASE,
         SIGNAL_RECORDS_REPORTED,
         JobIdInput,
         JobStatusInput,
@@ -28,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
         TaskQueues,
     )
     from workflows.record_workflow import (
-        RECORD_ENGINE,
         RecordInput,
         RecordWorkflow,
         record_search_attributes,
@@ -43,7 +40,6 @@ DB_RETRY = RetryPolicy(
 
 # Records report by a signal their activities send without waiting; a report lost to a crash is
 # found by sweeping the records' statuses once the job has heard nothing for a while.
-SWEEPS_LOST_REPORTS = "job-sweeps-lost-reports"
 SWEEP_AFTER = timedelta(seconds=15)
 SWEEP_AT_MOST_EVERY = timedelta(minutes=10)
 
@@ -104,12 +100,10 @@ class JobWorkflow:
         self._s = inp.state or JobState()
         self._active: set[int] = set(self._s.active)
         self._waiting: set[int] = set(self._s.waiting)
-        self._sweeps = False
         self._quiet_for = SWEEP_AFTER
 
-    # --- signals from records -------------------------------------------------------------
-    @workflow.signal(name=SIGNAL_RECORD_FINISHED)
-    def record_finished(self, done: RecordFinished) -> None:
+    # --- reports from records -------------------------------------------------------------
+    def _record_finished(self, done: RecordFinished) -> None:
         # A record reports once, but signals can be redelivered: only ids we track count.
         if done.record_id in self._active:
             self._active.discard(done.record_id)
@@ -124,8 +118,7 @@ class JobWorkflow:
         else:
             self._s.cancelled += 1
 
-    @workflow.signal(name=SIGNAL_RECORD_PHASE)
-    def record_phase(self, change: RecordPhase) -> None:
+    def _record_phase(self, change: RecordPhase) -> None:
         rid = change.record_id
         if change.phase == "waiting" and rid in self._active:
             self._active.discard(rid)
@@ -138,9 +131,9 @@ class JobWorkflow:
     def records_reported(self, reports: RecordReports) -> None:
         # Gathered by a worker from many records; a record's reports never share a batch.
         for change in reports.phases:
-            self.record_phase(change)
+            self._record_phase(change)
         for done in reports.finished:
-            self.record_finished(done)
+            self._record_finished(done)
 
     # --- operator signals -----------------------------------------------------------------
     @workflow.signal
@@ -170,7 +163,6 @@ class JobWorkflow:
 
     @workflow.run
     async def run(self, inp: JobInput) -> JobSummary:
-        self._sweeps = workflow.patched(SWEEPS_LOST_REPORTS)
         if not self._s.prepared:
             await workflow.execute_activity_method(
                 EngineDbActivities.prepare_job,
@@ -226,9 +218,6 @@ class JobWorkflow:
 
     async def _until_changed(self, inp: JobInput) -> None:
         before = self._shape()
-        if not self._sweeps:
-            await workflow.wait_condition(lambda: self._shape() != before)
-            return
         try:
             await workflow.wait_condition(lambda: self._shape() != before, timeout=self._quiet_for)
             self._quiet_for = SWEEP_AFTER
@@ -272,7 +261,6 @@ class JobWorkflow:
                             me,
                             inp.spinner_version_id,
                             inp.queues,
-                            engine=RECORD_ENGINE,
                         ),
                         id=record_workflow_id(rid),
                         task_queue=inp.queues.main,
@@ -320,11 +308,6 @@ class JobWorkflow:
                 return_exceptions=True,
             )
         # Each cancelled record still reports its final status; wait for them so counts agree.
-        if not self._sweeps:
-            await workflow.wait_condition(
-                lambda: not self._active and not self._waiting, timeout=timedelta(minutes=10)
-            )
-            return
         deadline = workflow.now() + timedelta(minutes=10)
         while (self._active or self._waiting) and workflow.now() < deadline:
             try:

@@ -28,16 +28,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         DELIVERED_STATUSES,
         FAILED_STATUSES,
-        SIGNAL_RECORD_FINISHED,
-        SIGNAL_RECORD_PHASE,
         SIGNAL_STARTED_BY,
         CallbackSignal,
         CheapResults,
         CheapRun,
         CompleteRecordInput,
-        LoadRecordInput,
         ProviderEvent,
-        RecordFinished,
         RecordPhase,
         RecordPlan,
         RecordStart,
@@ -63,24 +59,6 @@ EXTERNAL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
 )
-# Records started with `engine=RECORD_ENGINE` take today's paths without asking `patched()`: each
-# patch costs a marker and a search-attribute upsert (TemporalChangeVersion) per record. The
-# patches below only route records started by older code: an input that predates the field decodes
-# to 1; engine 2 fused the start and moved reports to activities; engine 3 ends a record stopped
-# before its plan was loaded (cancelled while starting, or its start failing) with a status.
-ENGINE_FUSED_START = 2
-ENGINE_ENDS_STOPPED_STARTS = 3
-RECORD_ENGINE = 3
-# Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
-BATCHED_CHEAP_STEPS = "batched-cheap-steps"
-SETTLED_CALLBACK_WAITS = "settled-callback-waits"
-# One local activity loads the record and runs its leading cheap steps, and the record's status
-# activities report to the job themselves (batched per worker) instead of the workflow signalling.
-FUSED_START_AND_REPORTS = "fused-start-and-job-reports"
-# Asked only by records that start with a delay: their status reads "waiting" until it is over.
-RUNNING_AFTER_DELAY = "running-after-delay"
-# A record cancelled or failing before its plan is loaded still writes its end (and reports it).
-ENDS_STOPPED_STARTS = "ends-records-stopped-at-start"
 # Status writes and job reports must outlast a Temporal or database restart, not fail the record.
 STATUS_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -108,11 +86,7 @@ OUTCOME_TARGETS = {
     "failed": "on_failed",
     "no_reply": "on_no_reply",
 }
-CHEAP_STEPS = {
-    "log": StepActivities.log,
-    "tag": StepActivities.tag,
-    "decision": StepActivities.decision,
-}
+CHEAP_STEPS = frozenset({"log", "tag", "decision"})
 
 
 def record_workflow_id(record_id: int) -> str:
@@ -141,8 +115,6 @@ class RecordInput:
     queues: TaskQueues
     # Supporting records: a durable wait before the first step (the link's delay).
     delay_s: float = 0.0
-    # Which code paths the record takes; new starts pass RECORD_ENGINE.
-    engine: int = 1
 
 
 @dataclass
@@ -182,8 +154,6 @@ class RecordWorkflow:
         self._step: str | None = None
         self._waiting_send: str | None = None
         self._started_by: SupportingStart | None = None
-        self._reports_by_activity = False
-        self._current = False
 
     @workflow.signal(name=SIGNAL_STARTED_BY)
     def started_by(self, start: SupportingStart) -> None:
@@ -228,15 +198,11 @@ class RecordWorkflow:
         status, error, failed_step = "completed", None, None
         plan: RecordPlan | None = None
         outputs: dict[str, Any] = {}
-        self._current = self._reports_by_activity = inp.engine >= ENGINE_FUSED_START
         try:
             if inp.delay_s > 0:
                 # Started as "waiting" (a supporting record's delay); running once it is over.
                 await workflow.sleep(timedelta(seconds=inp.delay_s))
-                if workflow.patched(RUNNING_AFTER_DELAY):
-                    workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("running")])
-            if not self._current:
-                self._reports_by_activity = workflow.patched(FUSED_START_AND_REPORTS)
+                workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("running")])
             plan, outputs, step_id, stopped = await self._start(inp, wf_id)
             if stopped is not None:
                 status, error, failed_step = stopped
@@ -253,9 +219,7 @@ class RecordWorkflow:
                     plan.context,
                     workflow.now().isoformat(),
                 )
-                if step["type"] in CHEAP_STEPS and (
-                    self._current or workflow.patched(BATCHED_CHEAP_STEPS)
-                ):
+                if step["type"] in CHEAP_STEPS:
                     batch: CheapResults = await workflow.execute_local_activity_method(
                         StepActivities.run_cheap,
                         CheapRun(run, plan.steps),
@@ -270,53 +234,32 @@ class RecordWorkflow:
                 outputs.update(result.outputs)
                 step_id = result.next
         except (ActivityError, ApplicationError) as err:
-            if plan is None and not self._ends_when_stopped_at_start(inp):
-                raise
             if isinstance(err, ActivityError) and isinstance(err.cause, CancelledError):
                 status, error = "cancelled", "cancelled by operator"
             else:
                 status, error, failed_step = "failed", _failure_text(err), self._step
         except (asyncio.CancelledError, CancelledError):
-            if plan is None and not self._ends_when_stopped_at_start(inp):
-                raise
             status, error = "cancelled", "cancelled by operator"
-        done_input = CompleteRecordInput(inp.record_id, status, outputs, error, failed_step)
-        if self._reports_by_activity:
-            # Supporting records have no job workflow ("" reports nothing): their job is counted
-            # from the records table.
-            done_input.job_workflow_id = inp.job_workflow_id
+        # Supporting records have no job workflow ("" reports nothing): their job is counted from
+        # the records table.
         await workflow.execute_local_activity_method(
             EngineDbActivities.complete_record,
-            done_input,
+            CompleteRecordInput(
+                inp.record_id, status, outputs, error, failed_step, inp.job_workflow_id
+            ),
             start_to_close_timeout=LOCAL,
-            retry_policy=STATUS_RETRY if self._reports_by_activity else LOCAL_RETRY,
+            retry_policy=STATUS_RETRY,
         )
         workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set(status)])
-        if inp.job_workflow_id and not self._reports_by_activity:
-            await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
-                SIGNAL_RECORD_FINISHED, RecordFinished(inp.record_id, status)
-            )
         if plan is not None and plan.supporting:
             await self._start_supporting(inp)
         return RecordResult(status, outputs, error)
 
-    def _ends_when_stopped_at_start(self, inp: RecordInput) -> bool:
-        # Asked only on this path, so other records carry no marker for it.
-        return inp.engine >= ENGINE_ENDS_STOPPED_STARTS or workflow.patched(ENDS_STOPPED_STARTS)
-
     async def _start(
         self, inp: RecordInput, wf_id: str
     ) -> tuple[RecordPlan, dict[str, Any], str | None, tuple[str, str, str | None] | None]:
-        """Loads the record (and, today, runs its leading cheap steps): the plan, the outputs so
-        far, the step to run next, and (status, error, failed step) if a cheap step failed."""
-        if not self._reports_by_activity:
-            plan: RecordPlan = await workflow.execute_local_activity_method(
-                EngineDbActivities.load_record,
-                LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
-            )
-            return plan, dict(plan.outputs), plan.start, None
+        """Loads the record and runs its leading cheap steps: the plan, the outputs so far, the
+        step to run next, and (status, error, failed step) if a cheap step failed."""
         started: RecordStart = await workflow.execute_local_activity_method(
             EngineDbActivities.start_record,
             StartRecordInput(
@@ -350,11 +293,6 @@ class RecordWorkflow:
 
     async def _run_step(self, inp: RecordInput, run: StepRun) -> StepResult:
         kind = run.step["type"]
-        if kind in CHEAP_STEPS:
-            result: StepResult = await workflow.execute_local_activity_method(
-                CHEAP_STEPS[kind], run, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
-            )
-            return result
         if kind == "wait":
             plan: StepResult = await workflow.execute_local_activity_method(
                 StepActivities.wait_plan,
@@ -481,19 +419,14 @@ class RecordWorkflow:
 
     async def _phase(self, inp: RecordInput, phase: str) -> None:
         # Waiting records leave the job's active window so a long wait never stalls a campaign.
-        by_activity = self._reports_by_activity
         await workflow.execute_local_activity_method(
             EngineDbActivities.set_record_phase,
-            RecordPhase(inp.record_id, phase, inp.job_workflow_id if by_activity else ""),
+            RecordPhase(inp.record_id, phase, inp.job_workflow_id),
             start_to_close_timeout=LOCAL,
-            retry_policy=STATUS_RETRY if by_activity else LOCAL_RETRY,
+            retry_policy=STATUS_RETRY,
         )
         if phase == "waiting":
             workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("waiting")])
-        if inp.job_workflow_id and not by_activity:
-            await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
-                SIGNAL_RECORD_PHASE, RecordPhase(inp.record_id, phase)
-            )
 
     async def _wait_for_callback(self, inp: RecordInput, run: StepRun) -> StepResult:
         step = run.step
@@ -520,13 +453,11 @@ class RecordWorkflow:
                 label="timeout",
             )
         await self._phase(inp, "active")
-        if self._current or workflow.patched(SETTLED_CALLBACK_WAITS):
-            # Recorded as a marker so the journey shows which step waited and the branch it took.
-            settled: StepResult = await workflow.execute_local_activity_method(
-                StepActivities.settle_wait,
-                result,
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
-            )
-            return settled
-        return result
+        # Recorded as a marker so the journey shows which step waited and the branch it took.
+        settled: StepResult = await workflow.execute_local_activity_method(
+            StepActivities.settle_wait,
+            result,
+            start_to_close_timeout=LOCAL,
+            retry_policy=LOCAL_RETRY,
+        )
+        return settled

@@ -19,13 +19,10 @@ from temporalio.exceptions import FailureError
 from models.journey import JourneyPublic, JourneyStep
 
 TIMED_STEPS = {"wait", "whatsapp", "sms", "email"}
-INTERNAL_ACTIVITIES = {"load_record", "complete_record", "set_record_phase"}
+INTERNAL_ACTIVITIES = {"complete_record", "set_record_phase"}
 STEP_ACTIVITIES = {
     "start_record",
     "run_cheap",
-    "log",
-    "tag",
-    "decision",
     "wait_plan",
     "settle_send",
     "settle_wait",
