@@ -9,10 +9,8 @@ starting a second one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,29 +26,21 @@ from temporalio.service import RPCError, RPCStatusCode
 from models.expressions import ExpressionError, compile_expression
 from models.spinner_link import delay_seconds
 from workflows.contracts import (
+    RECORD_WORKFLOW,
     SIGNAL_STARTED_BY,
+    RecordInput,
     StartSupportingInput,
     StepResult,
     SupportingStart,
     TaskQueues,
+    callback_workflow_id,
+    record_search_attributes,
+    retry_workflow_id,
 )
 
 log = logging.getLogger("cxgear.supporting")
 
 ACTIVE_STATUSES = ("pending", "running", "waiting")
-_SAFE_EVENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def retry_workflow_id(root_record_id: int, attempt: int) -> str:
-    return f"rec-{root_record_id}-retry-{attempt}"
-
-
-def callback_workflow_id(record_id: int, event_id: str) -> str:
-    # Event ids come from callers: anything that is not a plain token is hashed so no PII
-    # (an address, a phone number) ever lands in a workflow id.
-    if _SAFE_EVENT.match(event_id):
-        return f"rec-{record_id}-cb-{event_id}"
-    return f"rec-{record_id}-cb-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
 
 
 @dataclass
@@ -417,20 +407,13 @@ class SupportingActivities:
 
     async def start(self, child: ChildStart, queues: TaskQueues) -> bool:
         """Signal-with-start the child's RecordWorkflow; False when it already exists."""
-        # Imported here: the record workflow imports this module for its activity reference.
-        from workflows.record_workflow import (
-            RecordInput,
-            RecordWorkflow,
-            record_search_attributes,
-        )
-
         if self.client is None:
             raise ApplicationError("no Temporal client to start supporting spinners")
         if child.existed and await self._exists(child.workflow_id):
             return False
         try:
             await self.client.start_workflow(
-                RecordWorkflow.run,
+                RECORD_WORKFLOW,
                 RecordInput(
                     child.record_id,
                     child.job_id,

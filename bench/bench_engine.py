@@ -34,7 +34,7 @@ from infra.settings import Settings
 from infra.temporal_client import connect_temporal
 from tests.builders import contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.crm_api import running_crm
-from workflows.job_workflow import job_workflow_id
+from workflows.contracts import job_workflow_id
 
 log = logging.getLogger("bench.engine")
 

@@ -1,13 +1,81 @@
-"""Inputs, results and signal payloads shared by the engine's workflows and activities.
+"""What others must name without importing workflow code: workflow and signal names, workflow
+ids, search attributes, task queues, and the inputs, results and signal payloads of the engine.
 
-Kept free of I/O so workflows can import it inside the sandbox.
+The API and activities import this module, never the workflow modules, so the layers stay
+acyclic. Kept free of I/O so workflows can import it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+# Workflow type names (start them by name: `client.start_workflow(RECORD_WORKFLOW, ...)`).
+RECORD_WORKFLOW = "RecordWorkflow"
+JOB_WORKFLOW = "JobWorkflow"
+SCHEDULED_RUN_WORKFLOW = "ScheduledRunWorkflow"
+
+# Signals and queries.
+SIGNAL_CALLBACK = "callback"
+SIGNAL_PROVIDER_EVENT = "provider_event"
+SIGNAL_STARTED_BY = "started_by"
+# Reports gathered by a worker from many records, delivered to their job as one signal.
+SIGNAL_RECORDS_REPORTED = "records_reported"
+SIGNAL_PAUSE = "pause"
+SIGNAL_RESUME = "resume"
+SIGNAL_CANCEL = "cancel"
+QUERY_PROGRESS = "progress"
+QUERY_CURRENT_STEP = "current_step"
+
+# Search attributes for ops staff in the Temporal UI; never PII.
+CX_JOB_ID = SearchAttributeKey.for_keyword("CxJobId")
+CX_PROJECT_ID = SearchAttributeKey.for_keyword("CxProjectId")
+CX_SPINNER_VERSION = SearchAttributeKey.for_int("CxSpinnerVersion")
+CX_RECORD_STATUS = SearchAttributeKey.for_keyword("CxRecordStatus")
+
+_SAFE_EVENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def record_workflow_id(record_id: int) -> str:
+    return f"rec-{record_id}"
+
+
+def job_workflow_id(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+def schedule_id(schedule_uuid: str) -> str:
+    return f"sched-{schedule_uuid}"
+
+
+def retry_workflow_id(root_record_id: int, attempt: int) -> str:
+    return f"rec-{root_record_id}-retry-{attempt}"
+
+
+def callback_workflow_id(record_id: int, event_id: str) -> str:
+    # Event ids come from callers: anything that is not a plain token is hashed so no PII
+    # (an address, a phone number) ever lands in a workflow id.
+    if _SAFE_EVENT.match(event_id):
+        return f"rec-{record_id}-cb-{event_id}"
+    return f"rec-{record_id}-cb-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
+
+
+def record_search_attributes(
+    job_id: str, project_id: str, version: int, *, status: str = "running"
+) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CX_JOB_ID, job_id),
+            SearchAttributePair(CX_PROJECT_ID, project_id),
+            SearchAttributePair(CX_SPINNER_VERSION, version),
+            SearchAttributePair(CX_RECORD_STATUS, status),
+        ]
+    )
 
 
 @dataclass
@@ -206,11 +274,6 @@ class JobSummary:
     cancelled: int
 
 
-# Reports gathered by a worker from many records, delivered to their job as one signal.
-SIGNAL_RECORDS_REPORTED = "records_reported"
-SIGNAL_STARTED_BY = "started_by"
-
-
 @dataclass
 class StartSupportingInput:
     record_id: int
@@ -244,3 +307,68 @@ class ScheduledJob:
     spinner_version_id: str = ""
     spinner_version: int = 0
     reason: str | None = None
+
+
+@dataclass
+class ScheduledRunResult:
+    job_id: str | None
+    reason: str | None = None
+
+
+@dataclass
+class RecordInput:
+    record_id: int
+    job_id: str
+    job_workflow_id: str
+    spinner_version_id: str
+    queues: TaskQueues
+    # Supporting records: a durable wait before the first step (the link's delay).
+    delay_s: float = 0.0
+
+
+@dataclass
+class RecordResult:
+    status: str
+    outputs: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass
+class JobState:
+    cursor: int = 0
+    exhausted: bool = False
+    prepared: bool = False
+    active: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    started: int = 0
+    paused: bool = False
+    cancelling: bool = False
+    status: str = "queued"
+
+
+@dataclass
+class JobInput:
+    job_id: str
+    project_id: str
+    spinner_version_id: str
+    spinner_version: int
+    queues: TaskQueues
+    window: int = 500
+    batch: int = 50
+    children_per_run: int = 2000
+    state: JobState | None = None
+
+
+@dataclass
+class JobProgress:
+    status: str
+    started: int
+    active: int
+    waiting: int
+    completed: int
+    failed: int
+    cancelled: int
+    paused: bool

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
@@ -13,24 +12,29 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
     from workflows.contracts import (
+        JOB_WORKFLOW,
+        QUERY_PROGRESS,
+        SIGNAL_CANCEL,
+        SIGNAL_PAUSE,
         SIGNAL_RECORDS_REPORTED,
+        SIGNAL_RESUME,
         JobIdInput,
+        JobInput,
+        JobProgress,
+        JobState,
         JobStatusInput,
         JobSummary,
         NextRecordsInput,
         NextRecordsResult,
         RecordFinished,
+        RecordInput,
         RecordPhase,
         RecordReports,
         SweepInput,
-        TaskQueues,
-    )
-    from workflows.record_workflow import (
-        RecordInput,
-        RecordWorkflow,
         record_search_attributes,
         record_workflow_id,
     )
+    from workflows.record_workflow import RecordWorkflow
 
 DB_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(
@@ -44,54 +48,9 @@ SWEEP_AFTER = timedelta(seconds=15)
 SWEEP_AT_MOST_EVERY = timedelta(minutes=10)
 
 
-def job_workflow_id(job_id: str) -> str:
-    return f"job-{job_id}"
-
-
-@dataclass
-class JobState:
-    cursor: int = 0
-    exhausted: bool = False
-    prepared: bool = False
-    active: list[int] = field(default_factory=list)
-    waiting: list[int] = field(default_factory=list)
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    started: int = 0
-    paused: bool = False
-    cancelling: bool = False
-    status: str = "queued"
-
-
-@dataclass
-class JobInput:
-    job_id: str
-    project_id: str
-    spinner_version_id: str
-    spinner_version: int
-    queues: TaskQueues
-    window: int = 500
-    batch: int = 50
-    children_per_run: int = 2000
-    state: JobState | None = None
-
-
-@dataclass
-class JobProgress:
-    status: str
-    started: int
-    active: int
-    waiting: int
-    completed: int
-    failed: int
-    cancelled: int
-    paused: bool
-
-
 # Outside the sandbox like RecordWorkflow: the sandbox re-imports the workflow's modules for every
 # run, and a 100k job is dozens of continued runs. Determinism is guarded by the replay tests.
-@workflow.defn(sandboxed=False)
+@workflow.defn(name=JOB_WORKFLOW, sandboxed=False)
 class JobWorkflow:
     @workflow.init
     def __init__(self, inp: JobInput) -> None:
@@ -136,19 +95,19 @@ class JobWorkflow:
             self._record_finished(done)
 
     # --- operator signals -----------------------------------------------------------------
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_PAUSE)
     def pause(self) -> None:
         self._s.paused = True
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_RESUME)
     def resume(self) -> None:
         self._s.paused = False
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_CANCEL)
     def cancel(self) -> None:
         self._s.cancelling = True
 
-    @workflow.query
+    @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
         return JobProgress(
             status=self._s.status,

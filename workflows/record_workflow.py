@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-)
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -26,16 +20,23 @@ with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities
     from activities.supporting import SupportingActivities
     from workflows.contracts import (
+        CX_RECORD_STATUS,
         DELIVERED_STATUSES,
         FAILED_STATUSES,
+        QUERY_CURRENT_STEP,
+        RECORD_WORKFLOW,
+        SIGNAL_CALLBACK,
+        SIGNAL_PROVIDER_EVENT,
         SIGNAL_STARTED_BY,
         CallbackSignal,
         CheapResults,
         CheapRun,
         CompleteRecordInput,
         ProviderEvent,
+        RecordInput,
         RecordPhase,
         RecordPlan,
+        RecordResult,
         RecordStart,
         SendOutcome,
         StartRecordInput,
@@ -43,13 +44,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         StepRun,
         SupportingStart,
-        TaskQueues,
     )
-
-CX_JOB_ID = SearchAttributeKey.for_keyword("CxJobId")
-CX_PROJECT_ID = SearchAttributeKey.for_keyword("CxProjectId")
-CX_SPINNER_VERSION = SearchAttributeKey.for_int("CxSpinnerVersion")
-CX_RECORD_STATUS = SearchAttributeKey.for_keyword("CxRecordStatus")
 
 LOCAL = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=200))
@@ -89,41 +84,6 @@ OUTCOME_TARGETS = {
 CHEAP_STEPS = frozenset({"log", "tag", "decision"})
 
 
-def record_workflow_id(record_id: int) -> str:
-    return f"rec-{record_id}"
-
-
-def record_search_attributes(
-    job_id: str, project_id: str, version: int, *, status: str = "running"
-) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(CX_JOB_ID, job_id),
-            SearchAttributePair(CX_PROJECT_ID, project_id),
-            SearchAttributePair(CX_SPINNER_VERSION, version),
-            SearchAttributePair(CX_RECORD_STATUS, status),
-        ]
-    )
-
-
-@dataclass
-class RecordInput:
-    record_id: int
-    job_id: str
-    job_workflow_id: str
-    spinner_version_id: str
-    queues: TaskQueues
-    # Supporting records: a durable wait before the first step (the link's delay).
-    delay_s: float = 0.0
-
-
-@dataclass
-class RecordResult:
-    status: str
-    outputs: dict[str, Any]
-    error: str | None = None
-
-
 def _failure_text(err: BaseException) -> str:
     cause: BaseException | None = err
     while isinstance(cause, ActivityError) and cause.cause is not None:
@@ -145,7 +105,7 @@ def _absorb(
     return batch.next, None
 
 
-@workflow.defn(sandboxed=False)
+@workflow.defn(name=RECORD_WORKFLOW, sandboxed=False)
 class RecordWorkflow:
     def __init__(self) -> None:
         self._callbacks: list[CallbackSignal] = []
@@ -160,7 +120,7 @@ class RecordWorkflow:
         # Sent with the start of a supporting record, so its history shows what started it.
         self._started_by = start
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_CALLBACK)
     def callback(self, event: CallbackSignal) -> None:
         # Providers and proxies redeliver: one event id has one effect.
         if event.event_id in self._seen_events:
@@ -181,14 +141,14 @@ class RecordWorkflow:
             return
         self._callbacks.append(event)
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_PROVIDER_EVENT)
     def provider_event(self, event: ProviderEvent) -> None:
         if event.event_id in self._seen_events:
             return
         self._seen_events.add(event.event_id)
         self._provider_events.append(event)
 
-    @workflow.query
+    @workflow.query(name=QUERY_CURRENT_STEP)
     def current_step(self) -> str | None:
         return self._step
 

@@ -29,8 +29,7 @@ from api.services.callbacks import (
     verify,
 )
 from models.record import TERMINAL_RECORD, Record
-from workflows.contracts import CallbackSignal
-from workflows.record_workflow import RecordWorkflow, record_workflow_id
+from workflows.contracts import SIGNAL_CALLBACK, CallbackSignal, record_workflow_id
 
 router = APIRouter(tags=["callbacks"])
 
@@ -96,7 +95,7 @@ async def record_callback(
         try:
             wf_id = record.workflow_id or record_workflow_id(record_id)
             await temporal.get_workflow_handle(wf_id).signal(
-                RecordWorkflow.callback, CallbackSignal(event_id, payload)
+                SIGNAL_CALLBACK, CallbackSignal(event_id, payload)
             )
         except RPCError:
             # The record closed between our read and the signal: keep the event as late.

@@ -36,8 +36,7 @@ from tests.fakes.crm_api import running_crm
 from tests.workflows.history_payloads import payloads_in
 from tests.workflows.test_steps_and_triggers import callback_spinner
 from tests.workflows.workers import running_workers
-from workflows.job_workflow import job_workflow_id
-from workflows.record_workflow import record_workflow_id
+from workflows.contracts import job_workflow_id, record_workflow_id
 
 OUT = Path(__file__).parent / "histories"
 

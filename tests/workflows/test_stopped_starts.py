@@ -15,8 +15,8 @@ from infra.settings import TASK_QUEUES, Settings
 from tests.builders import start_job, wait_job
 from tests.workflows.test_steps_and_triggers import callback_spinner
 from tests.workflows.workers import running_workers
-from workflows.contracts import TaskQueues
-from workflows.record_workflow import RecordInput, RecordResult, RecordWorkflow
+from workflows.contracts import RecordInput, RecordResult, TaskQueues
+from workflows.record_workflow import RecordWorkflow
 
 
 async def _parked_records(
