@@ -29,8 +29,7 @@ class ActivityDeps:
     api_caller: ApiCaller
     # Secrets are read inside activities, never passed through Temporal.
     secrets: SecretStore
-    # Supporting spinners are started by signal-with-start from an activity; records report to
-    # their job through it too.
+    # Only for records reporting to their job (JobReporter); activities never start workflows.
     temporal: Client | None = None
     # How long reports to a job are gathered before one signal carries them.
     report_linger_s: float = LINGER_S
@@ -45,7 +44,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     )
     db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url, reporter=reporter)
     steps = StepActivities()
-    supporting = SupportingActivities(deps.engine, deps.temporal)
+    supporting = SupportingActivities(deps.engine)
     function = FunctionActivities()
     http = HttpActivities(deps.api_caller, deps.engine, deps.secrets)
     llm = LlmActivities(deps.engine, deps.secrets)
@@ -68,7 +67,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             steps.settle_send,
             steps.settle_wait,
             function.run_function,
-            supporting.start_supporting,
+            supporting.prepare_supporting,
         ],
         "http": [http.api_call],
         "llm": [llm.ai_agent],

@@ -146,7 +146,7 @@ class RecordPlan:
     project_id: str
     spinner_version: int
     # The spinner has retry links or the record is a supporting child: only then does the
-    # record call start_supporting when it ends, so plain spinners pay no extra activity.
+    # record call prepare_supporting when it ends, so plain spinners pay no extra activity.
     supporting: bool = False
 
 
@@ -275,9 +275,8 @@ class JobSummary:
 
 
 @dataclass
-class StartSupportingInput:
+class PrepareSupportingInput:
     record_id: int
-    queues: TaskQueues
 
 
 @dataclass
@@ -289,6 +288,27 @@ class SupportingStart:
     link_id: str
     attempt: int | None = None
     event_id: str | None = None
+
+
+@dataclass
+class SupportingChild:
+    """A child record that exists in PostgreSQL and whose workflow must be started."""
+
+    record_id: int
+    workflow_id: str
+    job_id: str
+    project_id: str
+    spinner_version_id: str
+    spinner_version: int
+    delay_s: float
+    started_by: SupportingStart
+
+
+@dataclass
+class SupportingChildren(StepResult):
+    """The supporting step of a finished record (shown in its journey) and what to start."""
+
+    children: list[SupportingChild] = field(default_factory=list)
 
 
 @dataclass
@@ -324,6 +344,8 @@ class RecordInput:
     queues: TaskQueues
     # Supporting records: a durable wait before the first step (the link's delay).
     delay_s: float = 0.0
+    # Retry children: why they started (callback children learn it from their start signal).
+    started_by: SupportingStart | None = None
 
 
 @dataclass

@@ -7,8 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -32,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CheapResults,
         CheapRun,
         CompleteRecordInput,
+        PrepareSupportingInput,
         ProviderEvent,
         RecordInput,
         RecordPhase,
@@ -40,10 +48,11 @@ with workflow.unsafe.imports_passed_through():
         RecordStart,
         SendOutcome,
         StartRecordInput,
-        StartSupportingInput,
         StepResult,
         StepRun,
+        SupportingChildren,
         SupportingStart,
+        record_search_attributes,
     )
 
 LOCAL = timedelta(seconds=30)
@@ -154,6 +163,8 @@ class RecordWorkflow:
 
     @workflow.run
     async def run(self, inp: RecordInput) -> RecordResult:
+        if inp.started_by is not None:
+            self._started_by = inp.started_by
         wf_id = workflow.info().workflow_id
         status, error, failed_step = "completed", None, None
         plan: RecordPlan | None = None
@@ -240,9 +251,9 @@ class RecordWorkflow:
 
     async def _start_supporting(self, inp: RecordInput) -> None:
         try:
-            await workflow.execute_activity_method(
-                SupportingActivities.start_supporting,
-                StartSupportingInput(inp.record_id, inp.queues),
+            prepared: SupportingChildren = await workflow.execute_activity_method(
+                SupportingActivities.prepare_supporting,
+                PrepareSupportingInput(inp.record_id),
                 task_queue=inp.queues.main,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=SUPPORTING_RETRY,
@@ -250,6 +261,35 @@ class RecordWorkflow:
         except ActivityError as err:
             # The record itself is finished; a supporting start that keeps failing is logged.
             workflow.logger.warning("supporting spinners not started: %s", _failure_text(err))
+            return
+        for child in prepared.children:
+            try:
+                # Abandoned: the child outlives this record, which ends right after.
+                await workflow.start_child_workflow(
+                    RecordWorkflow.run,
+                    RecordInput(
+                        child.record_id,
+                        child.job_id,
+                        "",
+                        child.spinner_version_id,
+                        inp.queues,
+                        delay_s=child.delay_s,
+                        started_by=child.started_by,
+                    ),
+                    id=child.workflow_id,
+                    task_queue=inp.queues.main,
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=record_search_attributes(
+                        child.job_id,
+                        child.project_id,
+                        child.spinner_version,
+                        status="waiting" if child.delay_s > 0 else "running",
+                    ),
+                )
+            except WorkflowAlreadyStartedError:
+                # A re-run record whose child already ran: one child per id, ever.
+                pass
 
     async def _run_step(self, inp: RecordInput, run: StepRun) -> StepResult:
         kind = run.step["type"]

@@ -256,6 +256,23 @@ async def derive_journey(
                     duration_ms=_ms(wait_started, _ts(event)),
                 )
             )
+        elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            started = event.workflow_execution_started_event_attributes
+            args = (await _decode(client, started.input)) if started.input.payloads else []
+            why = args[0].get("started_by") if args and isinstance(args[0], dict) else None
+            if why:
+                # A retry child, started by its parent record: why is in its input.
+                steps.append(
+                    JourneyStep(
+                        step_id=None,
+                        type="started_by",
+                        outcome=str(why.get("kind") or "started"),
+                        label=f"started_by · {why.get('kind') or 'started'}",
+                        status="completed",
+                        ended_at=_ts(event),
+                        detail=why,
+                    )
+                )
         elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             sig = event.workflow_execution_signaled_event_attributes
             payload = (await _decode(client, sig.input))[0] if sig.input.payloads else {}

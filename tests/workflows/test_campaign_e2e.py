@@ -463,7 +463,7 @@ class TestCampaign:
         assert child["parent_record_id"] == canary["id"]
         assert child["workflow_id"] == f"rec-{canary['id']}-retry-1"
         assert labels(child) == [
-            "started_by · received",
+            "started_by · retry",
             "timer · fired",  # the retry delay
             "log · logged",
             "tag · tagged",
