@@ -17,6 +17,7 @@ from activities.http_client import ApiCaller
 from activities.job_reports import LINGER_S, JobReporter
 from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
+from activities.plans import PlanCache
 from activities.steps import StepActivities
 from activities.supporting import SupportingActivities
 from infra.vault import SecretStore
@@ -42,14 +43,20 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
         if deps.temporal is not None
         else None
     )
-    db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url, reporter=reporter)
-    steps = StepActivities()
+    # One plan cache per worker process, shared by every activity that runs a step.
+    plans = PlanCache(deps.engine, public_api_url=deps.public_api_url)
+    db = EngineDbActivities(deps.engine, plans=plans, reporter=reporter)
+    steps = StepActivities(plans)
     supporting = SupportingActivities(deps.engine)
-    function = FunctionActivities()
-    http = HttpActivities(deps.api_caller, deps.engine, deps.secrets)
-    llm = LlmActivities(deps.engine, deps.secrets)
-    messaging = MessagingActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
-    email = EmailActivities(deps.engine, deps.secrets, public_api_url=deps.public_api_url)
+    function = FunctionActivities(plans)
+    http = HttpActivities(deps.api_caller, deps.engine, deps.secrets, plans=plans)
+    llm = LlmActivities(deps.engine, deps.secrets, plans=plans)
+    messaging = MessagingActivities(
+        deps.engine, deps.secrets, public_api_url=deps.public_api_url, plans=plans
+    )
+    email = EmailActivities(
+        deps.engine, deps.secrets, public_api_url=deps.public_api_url, plans=plans
+    )
     return {
         "main": [
             db.start_record,

@@ -26,6 +26,7 @@ from activities.messaging import (
     load_target,
     read_credentials,
 )
+from activities.plans import PlanCache, StepRun
 from activities.steps import render
 from infra.providers import sendgrid_client
 from infra.vault import SecretStore
@@ -39,7 +40,7 @@ from models.send_ledger import (
     mark_send,
     mask_address,
 )
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepInput, StepResult
 
 SENDGRID_TIMEOUT_S = 15.0
 
@@ -49,13 +50,19 @@ def _status_of(exc: HTTPError) -> int:
 
 
 class EmailActivities:
-    def __init__(self, engine: AsyncEngine, secrets: SecretStore, *, public_api_url: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, secrets: SecretStore, *, public_api_url: str, plans: PlanCache
+    ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
+        self.plans = plans
 
     @activity.defn
-    async def send_email(self, run: StepRun) -> StepResult:
+    async def send_email(self, inp: StepInput) -> StepResult:
+        return await self.send(await self.plans.step_run(inp))
+
+    async def send(self, run: StepRun) -> StepResult:
         step = run.step
         label = LABELS["email"]
         target = await load_target(self.engine, run, "email")

@@ -31,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.plans import PlanCache, StepRun
 from activities.steps import render
 from infra.providers import openai_client
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepInput, StepResult
 
 Messages = list[ChatCompletionMessageParam]
 
@@ -313,12 +314,16 @@ def provider_error(
 
 
 class LlmActivities:
-    def __init__(self, engine: AsyncEngine, secrets: SecretStore) -> None:
+    def __init__(self, engine: AsyncEngine, secrets: SecretStore, *, plans: PlanCache) -> None:
         self.engine = engine
         self.secrets = secrets
+        self.plans = plans
 
     @activity.defn
-    async def ai_agent(self, run: StepRun) -> StepResult:
+    async def ai_agent(self, inp: StepInput) -> StepResult:
+        return await self.agent(await self.plans.step_run(inp))
+
+    async def agent(self, run: StepRun) -> StepResult:
         started = time.monotonic()
         step = run.step
         step_id = str(step["id"])

@@ -94,16 +94,21 @@ def task_queues(queue_name: Callable[[str], str]) -> TaskQueues:
 
 
 @dataclass
-class StepRun:
-    """Everything one step needs: ids, the step config, the record's metadata and prior outputs."""
+class StepInput:
+    """What an activity gets for one step: ids, and the outputs so far that the step reads.
+
+    The step's definition and the record's metadata come from the worker's plan cache
+    (`activities.plans`), so history holds neither.
+    """
 
     workflow_id: str
     job_id: str
     record_id: int
-    step: dict[str, Any]
-    metadata: dict[str, Any]
-    outputs: dict[str, Any]
-    context: dict[str, Any]
+    spinner_version_id: str
+    step_id: str
+    # Lets the journey name a step whose activity failed without the plan.
+    step_type: str
+    outputs: dict[str, Any] = field(default_factory=dict)
     now_iso: str = ""
 
 
@@ -120,14 +125,6 @@ class StepResult:
 
 
 @dataclass
-class CheapRun:
-    """A run of consecutive cheap steps (log, tag, decision) executed in one local activity."""
-
-    run: StepRun
-    steps: dict[str, dict[str, Any]]
-
-
-@dataclass
 class CheapResults:
     results: list[StepResult]
     next: str | None
@@ -137,14 +134,36 @@ class CheapResults:
 
 
 @dataclass
+class PlanStep:
+    """What the workflow needs of a step: where it leads and the timeouts to set. Everything
+    else stays in the worker's plan cache."""
+
+    id: str
+    type: str
+    next: str | None = None
+    # on_replied / on_delivered / on_failed / on_no_reply / on_callback / on_timeout targets.
+    on: dict[str, str] = field(default_factory=dict)
+    wait_for: str = "none"
+    # How long a send waits for its reply or delivery, or a callback wait for its callback.
+    wait_timeout_s: float = 0.0
+    # The activity's start-to-close timeout (steps run by a regular activity).
+    activity_timeout_s: float = 0.0
+    # Output names its templates and conditions read (for a cheap step: the cheap steps it leads
+    # to as well); None when it may read any.
+    reads: list[str] | None = field(default_factory=list)
+
+
+def outputs_read_by(step: PlanStep, outputs: dict[str, Any]) -> dict[str, Any]:
+    """The outputs so far that the step reads (all of them when that is not known)."""
+    if step.reads is None:
+        return dict(outputs)
+    return {k: outputs[k] for k in step.reads if k in outputs}
+
+
+@dataclass
 class RecordPlan:
     start: str
-    steps: dict[str, dict[str, Any]]
-    metadata: dict[str, Any]
-    outputs: dict[str, Any]
-    context: dict[str, Any]
-    project_id: str
-    spinner_version: int
+    steps: dict[str, PlanStep]
     # The spinner has retry links or the record is a supporting child: only then does the
     # record call prepare_supporting when it ends, so plain spinners pay no extra activity.
     supporting: bool = False
@@ -162,6 +181,8 @@ class StartRecordInput:
 @dataclass
 class RecordStart:
     plan: RecordPlan
+    # Outputs a re-driven record had reached (it resumes at plan.start, its failed step).
+    outputs: dict[str, Any]
     # The leading cheap steps, already run (None when the first step is not cheap).
     cheap: CheapResults | None
 
@@ -238,6 +259,8 @@ class SendOutcome:
 
 
 SEND_STEP_TYPES = frozenset({"whatsapp", "sms", "email"})
+# Pure steps run back to back in one local activity.
+CHEAP_STEP_TYPES = frozenset({"log", "tag", "decision"})
 FAILED_STATUSES = frozenset({"failed", "undelivered", "bounce", "dropped", "blocked"})
 DELIVERED_STATUSES = frozenset({"delivered", "read", "open", "click"})
 

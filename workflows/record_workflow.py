@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities
     from activities.supporting import SupportingActivities
     from workflows.contracts import (
+        CHEAP_STEP_TYPES,
         CX_RECORD_STATUS,
         DELIVERED_STATUSES,
         FAILED_STATUSES,
@@ -37,8 +38,8 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_STARTED_BY,
         CallbackSignal,
         CheapResults,
-        CheapRun,
         CompleteRecordInput,
+        PlanStep,
         PrepareSupportingInput,
         ProviderEvent,
         RecordInput,
@@ -48,10 +49,11 @@ with workflow.unsafe.imports_passed_through():
         RecordStart,
         SendOutcome,
         StartRecordInput,
+        StepInput,
         StepResult,
-        StepRun,
         SupportingChildren,
         SupportingStart,
+        outputs_read_by,
         record_search_attributes,
     )
 
@@ -69,9 +71,6 @@ STATUS_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=0,
 )
-# A provider call is quick; a hung connection must not hold a send for long (the ledger makes the
-# retry safe).
-SEND_TIMEOUT = timedelta(seconds=20)
 SUPPORTING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -90,7 +89,6 @@ OUTCOME_TARGETS = {
     "failed": "on_failed",
     "no_reply": "on_no_reply",
 }
-CHEAP_STEPS = frozenset({"log", "tag", "decision"})
 
 
 def _failure_text(err: BaseException) -> str:
@@ -180,20 +178,22 @@ class RecordWorkflow:
             while step_id is not None:
                 self._step = step_id
                 step = plan.steps[step_id]
-                run = StepRun(
+                # Ids and only the outputs the step reads: the step's definition and the record's
+                # metadata are read by the activity from its worker's plan cache.
+                run = StepInput(
                     wf_id,
                     inp.job_id,
                     inp.record_id,
-                    step,
-                    plan.metadata,
-                    outputs,
-                    plan.context,
+                    inp.spinner_version_id,
+                    step.id,
+                    step.type,
+                    outputs_read_by(step, outputs),
                     workflow.now().isoformat(),
                 )
-                if step["type"] in CHEAP_STEPS:
+                if step.type in CHEAP_STEP_TYPES:
                     batch: CheapResults = await workflow.execute_local_activity_method(
                         StepActivities.run_cheap,
-                        CheapRun(run, plan.steps),
+                        run,
                         start_to_close_timeout=LOCAL,
                         retry_policy=LOCAL_RETRY,
                     )
@@ -201,7 +201,7 @@ class RecordWorkflow:
                     if stopped is not None:
                         status, error, failed_step = stopped
                     continue
-                result = await self._run_step(inp, run)
+                result = await self._run_step(inp, step, run)
                 outputs.update(result.outputs)
                 step_id = result.next
         except (ActivityError, ApplicationError) as err:
@@ -244,7 +244,7 @@ class RecordWorkflow:
             retry_policy=LOCAL_RETRY,
         )
         plan = started.plan
-        outputs = dict(plan.outputs)
+        outputs = dict(started.outputs)
         if started.cheap is None:
             return plan, outputs, plan.start, None
         return plan, outputs, *_absorb(started.cheap, outputs)
@@ -291,8 +291,8 @@ class RecordWorkflow:
                 # A re-run record whose child already ran: one child per id, ever.
                 pass
 
-    async def _run_step(self, inp: RecordInput, run: StepRun) -> StepResult:
-        kind = run.step["type"]
+    async def _run_step(self, inp: RecordInput, step: PlanStep, run: StepInput) -> StepResult:
+        kind = step.type
         if kind == "wait":
             plan: StepResult = await workflow.execute_local_activity_method(
                 StepActivities.wait_plan,
@@ -306,15 +306,14 @@ class RecordWorkflow:
                 await self._phase(inp, "active")
             return plan
         if kind == "wait_for_callback":
-            return await self._wait_for_callback(inp, run)
+            return await self._wait_for_callback(inp, step)
+        timeout = timedelta(seconds=step.activity_timeout_s)
         if kind == "ai_agent":
             llm_result: StepResult = await workflow.execute_activity_method(
                 LlmActivities.ai_agent,
                 run,
                 task_queue=inp.queues.llm,
-                start_to_close_timeout=timedelta(
-                    seconds=float(run.step.get("timeout_s", 120)) + 10
-                ),
+                start_to_close_timeout=timeout,
                 retry_policy=LLM_RETRY,
             )
             return llm_result
@@ -323,35 +322,34 @@ class RecordWorkflow:
                 MessagingActivities.send_message,
                 run,
                 task_queue=inp.queues.messaging,
-                start_to_close_timeout=SEND_TIMEOUT,
+                start_to_close_timeout=timeout,
                 retry_policy=EXTERNAL_RETRY,
             )
-            return await self._settle_send(inp, run, sent)
+            return await self._settle_send(inp, step, sent)
         if kind == "email":
             mailed: StepResult = await workflow.execute_activity_method(
                 EmailActivities.send_email,
                 run,
                 task_queue=inp.queues.email,
-                start_to_close_timeout=SEND_TIMEOUT,
+                start_to_close_timeout=timeout,
                 retry_policy=EXTERNAL_RETRY,
             )
-            return await self._settle_send(inp, run, mailed)
+            return await self._settle_send(inp, step, mailed)
         if kind == "function":
             fn_result: StepResult = await workflow.execute_activity_method(
                 FunctionActivities.run_function,
                 run,
                 task_queue=inp.queues.main,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timeout,
                 retry_policy=RetryPolicy(maximum_attempts=2),
             )
             return fn_result
         if kind == "api_call":
-            timeout = float(run.step.get("timeout_s", 10)) + 5
             http_result: StepResult = await workflow.execute_activity_method(
                 HttpActivities.api_call,
                 run,
                 task_queue=inp.queues.http,
-                start_to_close_timeout=timedelta(seconds=timeout),
+                start_to_close_timeout=timeout,
                 retry_policy=EXTERNAL_RETRY,
             )
             return http_result
@@ -359,16 +357,14 @@ class RecordWorkflow:
             f"step type '{kind}' is not supported by this worker", non_retryable=True
         )
 
-    async def _settle_send(self, inp: RecordInput, run: StepRun, sent: StepResult) -> StepResult:
+    async def _settle_send(self, inp: RecordInput, step: PlanStep, sent: StepResult) -> StepResult:
         """Waits (durably) for the send's reply or delivery when the step asks to, then branches."""
-        step = run.step
-        wait_for = step.get("wait_for") or "none"
-        if sent.outcome == "opted_out" or wait_for == "none":
+        if sent.outcome == "opted_out" or step.wait_for == "none":
             return sent
-        self._waiting_send = step["id"]
+        self._waiting_send = step.id
         await self._phase(inp, "waiting")
         outcome, status, reply = await self._await_send_result(
-            step["id"], wait_for, float(step["timeout_s"])
+            step.id, step.wait_for, step.wait_timeout_s
         )
         self._waiting_send = None
         await self._phase(inp, "active")
@@ -376,12 +372,12 @@ class RecordWorkflow:
         settled: StepResult = await workflow.execute_local_activity_method(
             StepActivities.settle_send,
             SendOutcome(
-                step["id"],
-                step["type"],
+                step.id,
+                step.type,
                 outcome,
                 status,
                 reply,
-                step.get(OUTCOME_TARGETS[outcome]) or step.get("next"),
+                step.on.get(OUTCOME_TARGETS[outcome]) or step.next,
             ),
             start_to_close_timeout=LOCAL,
             retry_policy=LOCAL_RETRY,
@@ -428,28 +424,27 @@ class RecordWorkflow:
         if phase == "waiting":
             workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("waiting")])
 
-    async def _wait_for_callback(self, inp: RecordInput, run: StepRun) -> StepResult:
-        step = run.step
+    async def _wait_for_callback(self, inp: RecordInput, step: PlanStep) -> StepResult:
         await self._phase(inp, "waiting")
         try:
             await workflow.wait_condition(
-                lambda: bool(self._callbacks), timeout=timedelta(seconds=float(step["timeout_s"]))
+                lambda: bool(self._callbacks), timeout=timedelta(seconds=step.wait_timeout_s)
             )
             event = self._callbacks.pop(0)
             result = StepResult(
-                run.step["id"],
-                run.step["type"],
+                step.id,
+                step.type,
                 outcome="callback_received",
                 outputs={"callback": event.payload},
-                next=step.get("on_callback"),
+                next=step.on.get("on_callback"),
                 label="callback",
             )
         except TimeoutError:
             result = StepResult(
-                run.step["id"],
-                run.step["type"],
+                step.id,
+                step.type,
                 outcome="timed_out",
-                next=step.get("on_timeout"),
+                next=step.on.get("on_timeout"),
                 label="timeout",
             )
         await self._phase(inp, "active")

@@ -208,7 +208,6 @@ async def derive_journey(
                 sched_id = event.activity_task_timed_out_event_attributes.scheduled_event_id
             run, began, activity_id = scheduled.get(sched_id, ({}, None, ""))
             tries = max(started_attempt.get(sched_id, 1), attempts.get(activity_id, 0))
-            step = run.get("step") or {}
             timing = {
                 "started_at": began,
                 "ended_at": _ts(event),
@@ -225,10 +224,10 @@ async def derive_journey(
                     else event.activity_task_timed_out_event_attributes.failure
                 )
                 message = await _failure_message(client, failure)
-                kind = step.get("type", "activity")
+                kind = run.get("step_type") or "activity"
                 steps.append(
                     JourneyStep(
-                        step_id=step.get("id"),
+                        step_id=run.get("step_id"),
                         type=kind,
                         outcome="failed",
                         label=f"{kind} · failed",

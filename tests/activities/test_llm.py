@@ -19,13 +19,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
+from activities.plans import PlanCache, StepRun
 from infra.db import create_engine
 from infra.settings import Settings
 from infra.vault import SecretStore
 from models.spinner_definition import AiAgentStep
 from tests.builders import Account, contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.openai_api import FakeOpenAI, echo, message_text, running_openai
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepResult
 
 ROLE = "You qualify sales leads for {{context.projectId}}."
 TASK = "Lead {{name}} owes {{amount}}."
@@ -126,9 +127,13 @@ async def world(app: FastAPI, settings: Settings, fake: FakeOpenAI) -> AsyncIter
         yield w
 
 
+def plans(engine: AsyncEngine, settings: Settings) -> PlanCache:
+    return PlanCache(engine, public_api_url=settings.public_api_url)
+
+
 @pytest.fixture(scope="module")
 def llm(engine: AsyncEngine, settings: Settings) -> LlmActivities:
-    return LlmActivities(engine, SecretStore(settings))
+    return LlmActivities(engine, SecretStore(settings), plans=plans(engine, settings))
 
 
 def step(integration_id: str, **settings: Any) -> dict[str, Any]:
@@ -161,7 +166,8 @@ def step_run(
 
 
 async def ai_agent(llm: LlmActivities, run: StepRun) -> StepResult:
-    result: StepResult = await ActivityEnvironment().run(llm.ai_agent, run)
+    # The activity body behind ai_agent, given the step directly instead of through the plan cache.
+    result: StepResult = await ActivityEnvironment().run(llm.agent, run)
     return result
 
 
@@ -354,7 +360,7 @@ class TestProviderErrors:
         self, engine: AsyncEngine, settings: Settings, world: World, fake: FakeOpenAI
     ) -> None:
         broken = settings.model_copy(update={"vault_address": "http://127.0.0.1:9"})
-        llm = LlmActivities(engine, SecretStore(broken, timeout=1))
+        llm = LlmActivities(engine, SecretStore(broken, timeout=1), plans=plans(engine, settings))
         err = await failure(llm, step_run(world, step(world.openai_id)))
         assert err.type == "VaultUnavailable"
         assert not err.non_retryable
