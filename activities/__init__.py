@@ -17,6 +17,7 @@ from activities.http_client import ApiCaller
 from activities.job_reports import LINGER_S, JobReporter
 from activities.llm import LlmActivities
 from activities.messaging import MessagingActivities
+from activities.plans import PlanCache
 from activities.steps import StepActivities
 from activities.supporting import SupportingActivities
 from infra.providers import ProviderGuard
@@ -32,8 +33,7 @@ class ActivityDeps:
     secrets: SecretStore
     # Vets integrations' base URLs (CXGEAR_PROVIDER_ALLOWED_HOSTS) before a provider is called.
     provider_guard: ProviderGuard
-    # Supporting spinners are started by signal-with-start from an activity; records report to
-    # their job through it too.
+    # Only for records reporting to their job (JobReporter); activities never start workflows.
     temporal: Client | None = None
     # How long reports to a job are gathered before one signal carries them.
     report_linger_s: float = LINGER_S
@@ -46,23 +46,32 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
         if deps.temporal is not None
         else None
     )
-    db = EngineDbActivities(deps.engine, public_api_url=deps.public_api_url, reporter=reporter)
-    steps = StepActivities()
-    supporting = SupportingActivities(deps.engine, deps.temporal)
-    function = FunctionActivities()
-    http = HttpActivities(deps.api_caller, deps.engine, deps.secrets)
+    # One plan cache per worker process, shared by every activity that runs a step.
+    plans = PlanCache(deps.engine, public_api_url=deps.public_api_url)
+    db = EngineDbActivities(deps.engine, plans=plans, reporter=reporter)
+    steps = StepActivities(plans)
+    supporting = SupportingActivities(deps.engine)
+    function = FunctionActivities(plans)
+    http = HttpActivities(deps.api_caller, deps.engine, deps.secrets, plans=plans)
     guard = deps.provider_guard
-    llm = LlmActivities(deps.engine, deps.secrets, provider_guard=guard)
+    llm = LlmActivities(deps.engine, deps.secrets, plans=plans, provider_guard=guard)
     messaging = MessagingActivities(
-        deps.engine, deps.secrets, public_api_url=deps.public_api_url, provider_guard=guard
+        deps.engine,
+        deps.secrets,
+        public_api_url=deps.public_api_url,
+        plans=plans,
+        provider_guard=guard,
     )
     email = EmailActivities(
-        deps.engine, deps.secrets, public_api_url=deps.public_api_url, provider_guard=guard
+        deps.engine,
+        deps.secrets,
+        public_api_url=deps.public_api_url,
+        plans=plans,
+        provider_guard=guard,
     )
     return {
         "main": [
             db.start_record,
-            db.load_record,
             db.complete_record,
             db.set_record_phase,
             db.sweep_records,
@@ -73,14 +82,11 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             db.finish_job,
             db.create_scheduled_job,
             steps.run_cheap,
-            steps.log,
-            steps.tag,
-            steps.decision,
             steps.wait_plan,
             steps.settle_send,
             steps.settle_wait,
             function.run_function,
-            supporting.start_supporting,
+            supporting.prepare_supporting,
         ],
         "http": [http.api_call],
         "llm": [llm.ai_agent],

@@ -27,6 +27,7 @@ from activities.messaging import (
     misconfigured,
     read_credentials,
 )
+from activities.plans import PlanCache, StepRun
 from activities.steps import render
 from infra.providers import ProviderGuard, sendgrid_client
 from infra.vault import SecretStore
@@ -40,7 +41,7 @@ from models.send_ledger import (
     mark_send,
     mask_address,
 )
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepInput, StepResult
 
 SENDGRID_TIMEOUT_S = 15.0
 
@@ -56,15 +57,20 @@ class EmailActivities:
         secrets: SecretStore,
         *,
         public_api_url: str,
+        plans: PlanCache,
         provider_guard: ProviderGuard,
     ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
+        self.plans = plans
         self.provider_guard = provider_guard
 
     @activity.defn
-    async def send_email(self, run: StepRun) -> StepResult:
+    async def send_email(self, inp: StepInput) -> StepResult:
+        return await self.send(await self.plans.step_run(inp))
+
+    async def send(self, run: StepRun) -> StepResult:
         step = run.step
         label = LABELS["email"]
         target = await load_target(self.engine, run, "email")

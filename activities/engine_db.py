@@ -12,9 +12,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.job_reports import JobReporter
-from activities.steps import CHEAP_STEP_TYPES, StepActivities
-from models.spinner_language.definition import SpinnerDefinition
-from models.spinner_language.durations import parse_duration
+from activities.plans import PlanCache, RecordData, StepRun
+from activities.steps import StepActivities
 from store.jobs import (
     NewJob,
     NoPublishedVersion,
@@ -25,13 +24,11 @@ from store.jobs import (
 )
 from store.usage import PlanRefused
 from workflows.contracts import (
-    SEND_STEP_TYPES,
-    CheapRun,
+    CHEAP_STEP_TYPES,
     CompleteRecordInput,
     JobIdInput,
     JobStatusInput,
     JobSummary,
-    LoadRecordInput,
     NextRecordsInput,
     NextRecordsResult,
     RecordFinished,
@@ -42,8 +39,8 @@ from workflows.contracts import (
     ScheduledJob,
     ScheduledRunInput,
     StartRecordInput,
-    StepRun,
     SweepInput,
+    outputs_read_by,
 )
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -51,52 +48,14 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 JOURNEY_SETTLE = timedelta(seconds=2)
 
 
-def compile_plan(definition: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
-    """Steps keyed by id, with durations resolved once so the workflow only reads numbers."""
-    parsed = SpinnerDefinition.model_validate(definition)
-    steps: dict[str, dict[str, Any]] = {}
-    for step in parsed.steps:
-        data = step.model_dump(mode="json")
-        if data["type"] == "wait_for_callback" or (
-            data["type"] in SEND_STEP_TYPES and data.get("timeout")
-        ):
-            data["timeout_s"] = parse_duration(data["timeout"]).total_seconds()
-        steps[data["id"]] = data
-    start = parsed.start or parsed.steps[0].id
-    return start, steps
-
-
 class EngineDbActivities:
     def __init__(
-        self, engine: AsyncEngine, *, public_api_url: str, reporter: JobReporter | None = None
+        self, engine: AsyncEngine, *, plans: PlanCache, reporter: JobReporter | None = None
     ) -> None:
         self.engine = engine
-        self.public_api_url = public_api_url.rstrip("/")
+        self.plans = plans
         self.reporter = reporter
-        self._steps = StepActivities()
-        self._plans: dict[str, tuple[str, dict[str, dict[str, Any]], str, int]] = {}
-
-    async def _plan(self, version_id: str) -> tuple[str, dict[str, dict[str, Any]], str, int]:
-        # Published versions are immutable, so a per-process cache is always correct.
-        cached = self._plans.get(version_id)
-        if cached is None:
-            async with self.engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        text(
-                            "select definition, spinner_id, version from spinner_version where id = :id"
-                        ),
-                        {"id": version_id},
-                    )
-                ).first()
-            if row is None:
-                raise ApplicationError(
-                    f"spinner version {version_id} not found", non_retryable=True
-                )
-            start, steps = compile_plan(row[0])
-            cached = (start, steps, str(row[1]), int(row[2]))
-            self._plans[version_id] = cached
-        return cached
+        self._steps = StepActivities(plans)
 
     def _report(self, job_workflow_id: str, report: RecordFinished | RecordPhase) -> None:
         if not job_workflow_id:
@@ -128,24 +87,8 @@ class EngineDbActivities:
     @activity.defn
     async def start_record(self, inp: StartRecordInput) -> RecordStart:
         """Loads the record and runs its leading cheap steps: one local activity, one marker."""
-        plan = await self.load_record(LoadRecordInput(inp.record_id, inp.version_id, inp.wf_id))
-        if plan.steps[plan.start]["type"] not in CHEAP_STEP_TYPES:
-            return RecordStart(plan, None)
-        run = StepRun(
-            inp.wf_id,
-            inp.job_id,
-            inp.record_id,
-            plan.steps[plan.start],
-            plan.metadata,
-            plan.outputs,
-            plan.context,
-            inp.now_iso,
-        )
-        return RecordStart(plan, await self._steps.run_cheap(CheapRun(run, plan.steps)))
-
-    @activity.defn
-    async def load_record(self, inp: LoadRecordInput) -> RecordPlan:
-        start, steps, spinner_id, version = await self._plan(inp.spinner_version_id)
+        compiled = await self.plans.version(inp.version_id)
+        steps = compiled.plan.steps
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -158,32 +101,41 @@ class EngineDbActivities:
                         " or exists (select 1 from spinner_link l where l.kind = 'retry'"
                         " and l.parent_spinner_id = cast(:spinner as uuid))"
                     ),
-                    {"id": inp.record_id, "spinner": spinner_id},
+                    {"id": inp.record_id, "spinner": compiled.spinner_id},
                 )
             ).first()
         if row is None:
             raise ApplicationError(f"record {inp.record_id} not found", non_retryable=True)
+        data = RecordData(
+            dict(row[2] or {}),
+            self.plans.context(
+                inp.record_id,
+                job_id=str(row[0]),
+                project_id=str(row[1]),
+                spinner_id=compiled.spinner_id,
+                timezone=str(row[4]),
+            ),
+        )
+        # Later steps of this record on this worker read its metadata from memory.
+        self.plans.remember(inp.record_id, data)
         # A re-driven record resumes at its failed step with the outputs it had reached.
         resume_at = row[5] if row[5] in steps else None
-        outputs = dict(row[3]) if resume_at else {}
-        context = {
-            "jobId": str(row[0]),
-            "recordId": str(inp.record_id),
-            "projectId": str(row[1]),
-            "spinnerId": spinner_id,
-            "callbackUrl": f"{self.public_api_url}/api/v1/public/callbacks/{inp.record_id}",
-            "timezone": str(row[4]),
-        }
-        return RecordPlan(
-            resume_at or start,
-            steps,
-            dict(row[2]),
-            outputs,
-            context,
-            str(row[1]),
-            version,
-            supporting=bool(row[6]),
+        outputs: dict[str, Any] = dict(row[3]) if resume_at else {}
+        plan = RecordPlan(resume_at or compiled.plan.start, steps, supporting=bool(row[6]))
+        first = steps[plan.start]
+        if first.type not in CHEAP_STEP_TYPES:
+            return RecordStart(plan, outputs, None)
+        run = StepRun(
+            inp.wf_id,
+            inp.job_id,
+            inp.record_id,
+            compiled.steps[plan.start],
+            data.metadata,
+            outputs_read_by(first, outputs),
+            data.context,
+            inp.now_iso,
         )
+        return RecordStart(plan, outputs, await self._steps.run_cheap_steps(run, compiled.steps))
 
     @activity.defn
     async def complete_record(self, inp: CompleteRecordInput) -> None:

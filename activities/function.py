@@ -6,12 +6,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.function_sandbox import FunctionCall, run_function_async
-from workflows.contracts import StepResult, StepRun
+from activities.plans import PlanCache, StepRun
+from workflows.contracts import StepInput, StepResult
 
 
 class FunctionActivities:
+    def __init__(self, plans: PlanCache) -> None:
+        self.plans = plans
+
     @activity.defn
-    async def run_function(self, run: StepRun) -> StepResult:
+    async def run_function(self, inp: StepInput) -> StepResult:
+        return await self.run(await self.plans.step_run(inp))
+
+    async def run(self, run: StepRun) -> StepResult:
         step = run.step
         result = await run_function_async(
             FunctionCall(

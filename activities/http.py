@@ -18,9 +18,10 @@ from activities.http_client import (
     ResponseTooLargeError,
     UpstreamHttpError,
 )
+from activities.plans import PlanCache, StepRun
 from activities.steps import render
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepInput, StepResult
 
 
 class HttpActivities:
@@ -29,8 +30,11 @@ class HttpActivities:
         caller: ApiCaller,
         engine: AsyncEngine | None = None,
         secrets: SecretStore | None = None,
+        *,
+        plans: PlanCache,
     ) -> None:
         self.caller = caller
+        self.plans = plans
         self.engine = engine
         self.secrets = secrets
 
@@ -73,7 +77,10 @@ class HttpActivities:
         return headers
 
     @activity.defn
-    async def api_call(self, run: StepRun) -> StepResult:
+    async def api_call(self, inp: StepInput) -> StepResult:
+        return await self.call(await self.plans.step_run(inp))
+
+    async def call(self, run: StepRun) -> StepResult:
         step = run.step
         body = step.get("body")
         request = ApiRequest(

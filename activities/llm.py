@@ -31,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.plans import PlanCache, StepRun
 from activities.steps import render
 from infra.providers import ProviderGuard, openai_client
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepInput, StepResult
 
 Messages = list[ChatCompletionMessageParam]
 
@@ -314,14 +315,23 @@ def provider_error(
 
 class LlmActivities:
     def __init__(
-        self, engine: AsyncEngine, secrets: SecretStore, *, provider_guard: ProviderGuard
+        self,
+        engine: AsyncEngine,
+        secrets: SecretStore,
+        *,
+        plans: PlanCache,
+        provider_guard: ProviderGuard,
     ) -> None:
         self.engine = engine
         self.secrets = secrets
+        self.plans = plans
         self.provider_guard = provider_guard
 
     @activity.defn
-    async def ai_agent(self, run: StepRun) -> StepResult:
+    async def ai_agent(self, inp: StepInput) -> StepResult:
+        return await self.agent(await self.plans.step_run(inp))
+
+    async def agent(self, run: StepRun) -> StepResult:
         started = time.monotonic()
         step = run.step
         step_id = str(step["id"])

@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
+from activities.plans import PlanCache, StepRun
 from activities.steps import render
 from infra.providers import ProviderGuard, twilio_client
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
@@ -40,7 +41,7 @@ from models.send_ledger import (
     mark_send,
     mask_address,
 )
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepInput, StepResult
 
 STATUS_PATH = "/api/v1/webhooks/twilio/status"
 # Clock skew between us and the provider when looking for a send a dead attempt made.
@@ -267,15 +268,20 @@ class MessagingActivities:
         secrets: SecretStore,
         *,
         public_api_url: str,
+        plans: PlanCache,
         provider_guard: ProviderGuard,
     ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
+        self.plans = plans
         self.provider_guard = provider_guard
 
     @activity.defn
-    async def send_message(self, run: StepRun) -> StepResult:
+    async def send_message(self, inp: StepInput) -> StepResult:
+        return await self.send(await self.plans.step_run(inp))
+
+    async def send(self, run: StepRun) -> StepResult:
         step = run.step
         kind = step["type"]
         label = LABELS[kind]

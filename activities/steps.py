@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.plans import PlanCache, StepRun
 from models.spinner_language.durations import parse_duration
 from models.spinner_language.expressions import ExpressionError, compile_expression
 from models.spinner_language.templating import TemplateError, render_template
-from workflows.contracts import CheapResults, CheapRun, SendOutcome, StepResult, StepRun
+from workflows.contracts import CHEAP_STEP_TYPES, CheapResults, SendOutcome, StepInput, StepResult
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-CHEAP_STEP_TYPES = frozenset({"log", "tag", "decision"})
 
 
 def render(run: StepRun, source: str) -> str:
@@ -47,19 +48,26 @@ def next_window_start(now: datetime, start: str, end: str, days: list[str], tz: 
 
 
 class StepActivities:
+    def __init__(self, plans: PlanCache) -> None:
+        self.plans = plans
+
     @activity.defn
-    async def run_cheap(self, batch: CheapRun) -> CheapResults:
+    async def run_cheap(self, inp: StepInput) -> CheapResults:
         """Runs cheap steps back to back until the next step is not cheap.
 
         One local activity (one history marker) for a whole run of pure steps instead of one each:
         on a 4-step spinner this halves the worker's work per record.
         """
-        run = batch.run
+        run = await self.plans.step_run(inp)
+        steps = (await self.plans.version(inp.spinner_version_id)).steps
+        return await self.run_cheap_steps(run, steps)
+
+    async def run_cheap_steps(self, run: StepRun, steps: dict[str, dict[str, Any]]) -> CheapResults:
         outputs = dict(run.outputs)
         results: list[StepResult] = []
         step_id: str | None = run.step["id"]
-        while step_id is not None and batch.steps[step_id]["type"] in CHEAP_STEP_TYPES:
-            step = batch.steps[step_id]
+        while step_id is not None and steps[step_id]["type"] in CHEAP_STEP_TYPES:
+            step = steps[step_id]
             single = StepRun(
                 run.workflow_id,
                 run.job_id,
@@ -89,7 +97,6 @@ class StepActivities:
             step_id = result.next
         return CheapResults(results, step_id)
 
-    @activity.defn
     async def log(self, run: StepRun) -> StepResult:
         message = render(run, run.step["message"])
         level = run.step.get("level", "info")
@@ -111,7 +118,6 @@ class StepActivities:
             next=run.step.get("next"),
         )
 
-    @activity.defn
     async def tag(self, run: StepRun) -> StepResult:
         outputs: dict[str, object] = {}
         if run.step.get("disposition"):
@@ -127,7 +133,6 @@ class StepActivities:
             next=run.step.get("next"),
         )
 
-    @activity.defn
     async def decision(self, run: StepRun) -> StepResult:
         for branch in run.step["branches"]:
             try:
@@ -172,7 +177,8 @@ class StepActivities:
         return result
 
     @activity.defn
-    async def wait_plan(self, run: StepRun) -> StepResult:
+    async def wait_plan(self, inp: StepInput) -> StepResult:
+        run = await self.plans.step_run(inp)
         step = run.step
         now = datetime.fromisoformat(run.now_iso)
         if step.get("duration"):

@@ -1,392 +1,77 @@
-"""Supporting (child) spinners: child records in their own job, started by signal-with-start.
-
-Starting is idempotent twice over: the child record's row is unique by workflow id (and by
-(root record, link, attempt) for retries), and the workflow id is deterministic
-(`rec-{root}-retry-{n}`, `rec-{record}-cb-{event}`) with USE_EXISTING / REJECT_DUPLICATE, so a
-repeated trigger (an activity retry, a redelivered callback) finds the first child instead of
-starting a second one.
-"""
+"""Supporting (child) spinners of a finished record: the activity prepares the next retry child's
+record in PostgreSQL and says what to start; the RecordWorkflow starts it as a child workflow."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import uuid
-from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import ApplicationError
 
-from models.spinner_language.expressions import ExpressionError, compile_expression
-from models.spinner_link import delay_seconds
-from store.jobs import ChildRecord, NewJob, NoPublishedVersion, create_job, roll_up_job
+from store.jobs import roll_up_job
+from store.supporting import load_parent, prepare_retry_child
 from store.usage import PlanRefused
 from workflows.contracts import (
-    SIGNAL_STARTED_BY,
-    StartSupportingInput,
-    StepResult,
+    PrepareSupportingInput,
+    SupportingChild,
+    SupportingChildren,
     SupportingStart,
-    TaskQueues,
+    retry_workflow_id,
 )
 
 log = logging.getLogger("cxgear.supporting")
 
-_SAFE_EVENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def retry_workflow_id(root_record_id: int, attempt: int) -> str:
-    return f"rec-{root_record_id}-retry-{attempt}"
-
-
-def callback_workflow_id(record_id: int, event_id: str) -> str:
-    # Event ids come from callers: anything that is not a plain token is hashed so no PII
-    # (an address, a phone number) ever lands in a workflow id.
-    if _SAFE_EVENT.match(event_id):
-        return f"rec-{record_id}-cb-{event_id}"
-    return f"rec-{record_id}-cb-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
-
-
-@dataclass
-class LinkRow:
-    id: uuid.UUID
-    child_spinner_id: uuid.UUID
-    kind: str
-    condition: str | None
-    delay: str | None
-    max_attempts: int
-    event: str | None
-
-
-@dataclass
-class ParentRow:
-    id: int
-    org_id: uuid.UUID
-    project_id: uuid.UUID
-    job_id: uuid.UUID
-    row_id: int | None
-    status: str
-    metadata: dict[str, Any]
-    outcomes: dict[str, Any]
-    workflow_id: str | None
-    root_record_id: int | None
-    link_id: uuid.UUID | None
-    link_attempt: int | None
-    spinner_id: uuid.UUID
-    in_supporting_job: bool
-
-
-@dataclass
-class ChildStart:
-    """A child record that exists in Postgres and whose workflow must be running."""
-
-    record_id: int
-    workflow_id: str
-    job_id: str
-    project_id: str
-    spinner_version_id: str
-    spinner_version: int
-    delay_s: float
-    signal: SupportingStart
-    existed: bool
-
-
-_LINK_COLUMNS = "id, child_spinner_id, kind, condition, delay, max_attempts, event"
-
-
-async def load_parent(conn: AsyncConnection, record_id: int) -> ParentRow | None:
-    row = (
-        await conn.execute(
-            text(
-                "select r.id, r.org_id, r.project_id, r.job_id, r.row_id, r.status, r.metadata,"
-                " r.outcomes, r.workflow_id, r.root_record_id, r.link_id, r.link_attempt,"
-                " j.spinner_id, j.parent_job_id is not null from record r"
-                " join job j on j.id = r.job_id where r.id = :id"
-            ),
-            {"id": record_id},
-        )
-    ).first()
-    if row is None:
-        return None
-    return ParentRow(
-        int(row[0]),
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        str(row[5]),
-        dict(row[6] or {}),
-        dict(row[7] or {}),
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        bool(row[13]),
-    )
-
-
-async def links_of(conn: AsyncConnection, spinner_id: uuid.UUID, kind: str) -> list[LinkRow]:
-    rows = await conn.execute(
-        text(
-            f"select {_LINK_COLUMNS} from spinner_link where parent_spinner_id = :s and kind = :k"
-            # Event-specific callback links win over catch-all ones; then the oldest link.
-            " order by (event is null), created_at, id"
-        ),
-        {"s": spinner_id, "k": kind},
-    )
-    return [LinkRow(*r) for r in rows]
-
-
-async def link_by_id(conn: AsyncConnection, link_id: uuid.UUID) -> LinkRow | None:
-    row = (
-        await conn.execute(
-            text(f"select {_LINK_COLUMNS} from spinner_link where id = :id"), {"id": link_id}
-        )
-    ).first()
-    return LinkRow(*row) if row is not None else None
-
-
-def condition_matches(link: LinkRow, parent: ParentRow, attempt: int) -> bool:
-    if not link.condition:
-        return False
-    context = {"status": parent.status, "attempt": attempt, "recordId": str(parent.id)}
-    try:
-        return compile_expression(link.condition).evaluate(
-            parent.metadata, parent.outcomes, context
-        )
-    except ExpressionError as exc:
-        log.warning("link %s has an invalid condition: %s", link.id, exc)
-        return False
-
-
-async def ensure_child(
-    conn: AsyncConnection,
-    *,
-    parent: ParentRow,
-    link: LinkRow,
-    workflow_id: str,
-    root_record_id: int,
-    attempt: int | None,
-    metadata: dict[str, Any],
-    signal: SupportingStart,
-) -> ChildStart:
-    """The child record, in the link's supporting job under the parent's job (created, pinned
-    to the child spinner's latest version, by its first record), charged to the plan.
-
-    Raises NoPublishedVersion, and PlanRefused when the month's jobs or records are spent.
-    """
-    delay_s = delay_seconds(link.delay)
-    new = NewJob(
-        org_id=parent.org_id,
-        project_id=parent.project_id,
-        spinner_id=link.child_spinner_id,
-        trigger=link.kind,
-        parent_job_id=parent.job_id,
-        link_id=link.id,
-    )
-    child = ChildRecord(
-        workflow_id=workflow_id,
-        parent_record_id=parent.id,
-        root_record_id=root_record_id,
-        row_id=parent.row_id,
-        metadata=metadata,
-        attempt=attempt,
-        waiting=delay_s > 0,
-    )
-    try:
-        job = await create_job(conn, new, child)
-    except LookupError as exc:
-        raise ApplicationError(str(exc)) from exc
-    if job.record_id is None:
-        raise ApplicationError(f"supporting record {workflow_id} was not written")
-    return ChildStart(
-        job.record_id,
-        workflow_id,
-        str(job.id),
-        str(job.project_id),
-        str(job.spinner_version_id),
-        job.spinner_version,
-        delay_s,
-        signal,
-        existed=not job.record_created,
-    )
-
 
 class SupportingActivities:
-    def __init__(self, engine: AsyncEngine, client: Client | None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.client = client
 
     @activity.defn
-    async def start_supporting(self, inp: StartSupportingInput) -> StepResult:
-        """Called by a finished record whose spinner has retry links, or that is a child itself."""
-        starts: list[ChildStart] = []
+    async def prepare_supporting(self, inp: PrepareSupportingInput) -> SupportingChildren:
+        """Called by a finished record whose spinner has retry links, or that is a child itself.
+
+        Safe to repeat: a second call finds the child record the first one added.
+        """
         async with self.engine.begin() as conn:
             parent = await load_parent(conn, inp.record_id)
             if parent is None:
                 raise ApplicationError(f"record {inp.record_id} not found", non_retryable=True)
             limited: PlanRefused | None = None
             try:
-                start = await self._retry_child(conn, parent)
+                child = await prepare_retry_child(conn, parent, workflow_id_of=retry_workflow_id)
             except PlanRefused as exc:
                 # Retrying would not help before next month: the parent's journey says why.
                 log.warning("record %s: retry child not started: %s", parent.id, exc)
-                start, limited = None, exc
-            if start is not None:
-                starts.append(start)
+                child, limited = None, exc
             if parent.in_supporting_job:
                 await roll_up_job(conn, parent.job_id, ended=False)
         if limited is not None:
-            return StepResult(
+            return SupportingChildren(
                 "supporting",
                 "supporting",
                 outcome="plan_limit",
                 messages=[f"retry not started: {limited}"],
             )
-        started = [await self.start(s, inp.queues) for s in starts]
-        return StepResult(
+        if child is None:
+            return SupportingChildren("supporting", "supporting", outcome="none")
+        return SupportingChildren(
             "supporting",
             "supporting",
-            outcome="started" if starts else "none",
-            outputs={"children": [s.workflow_id for s in starts]} if starts else {},
-            label="retry" if starts else None,
-            messages=[
-                f"{s.workflow_id}: {'started' if new else 'already running'}"
-                for s, new in zip(starts, started, strict=True)
-            ],
-        )
-
-    async def _retry_child(self, conn: AsyncConnection, parent: ParentRow) -> ChildStart | None:
-        if parent.link_attempt is not None:
-            # A retry child only continues its own chain (attempt n+1 of the same link), so
-            # links between spinners can never ping-pong forever.
-            chained = await link_by_id(conn, parent.link_id) if parent.link_id else None
-            if chained is None or parent.root_record_id is None:
-                return None
-            link, attempt, root = chained, parent.link_attempt + 1, parent.root_record_id
-            if attempt > link.max_attempts or not condition_matches(link, parent, attempt - 1):
-                return None
-            # Attempt n+1 joins the job of attempt n (store.jobs finds it from the parent's job).
-        else:
-            matching = [
-                candidate
-                for candidate in await links_of(conn, parent.spinner_id, "retry")
-                if candidate.max_attempts >= 1 and condition_matches(candidate, parent, 0)
-            ]
-            if not matching:
-                return None
-            # One chain per record (its ids are rec-{root}-retry-{n}): the oldest matching link.
-            link, attempt, root = matching[0], 1, parent.id
-        try:
-            return await ensure_child(
-                conn,
-                parent=parent,
-                link=link,
-                workflow_id=retry_workflow_id(root, attempt),
-                root_record_id=root,
-                attempt=attempt,
-                metadata=parent.metadata,
-                signal=SupportingStart("retry", parent.id, str(link.id), attempt=attempt),
-            )
-        except NoPublishedVersion:
-            log.warning("link %s: child spinner has no published version", link.id)
-            return None
-
-    async def start_callback_child(
-        self, record_id: int, event_id: str, payload: dict[str, Any], queues: TaskQueues
-    ) -> ChildStart | None:
-        """An accepted callback for a record whose spinner has a matching callback link."""
-        async with self.engine.begin() as conn:
-            parent = await load_parent(conn, record_id)
-            if parent is None:
-                return None
-            event = payload.get("event")
-            links = [
-                link
-                for link in await links_of(conn, parent.spinner_id, "callback")
-                if link.event is None or link.event == event
-            ]
-            if not links:
-                return None
-            link = links[0]  # one child per event: its id is rec-{record}-cb-{event}
-            try:
-                start = await ensure_child(
-                    conn,
-                    parent=parent,
-                    link=link,
-                    workflow_id=callback_workflow_id(record_id, event_id),
-                    root_record_id=record_id,
-                    attempt=None,
-                    # The child sees the callback that started it as `callback.*`.
-                    metadata={**parent.metadata, "callback": payload},
-                    signal=SupportingStart("callback", record_id, str(link.id), event_id=event_id),
-                )
-            except NoPublishedVersion:
-                log.warning("link %s: child spinner has no published version", link.id)
-                return None
-            except PlanRefused as exc:
-                log.warning("record %s: callback child not started: %s", record_id, exc)
-                return None
-        await self.start(start, queues)
-        return start
-
-    async def start(self, child: ChildStart, queues: TaskQueues) -> bool:
-        """Signal-with-start the child's RecordWorkflow; False when it already exists."""
-        # Imported here: the record workflow imports this module for its activity reference.
-        from workflows.record_workflow import (
-            RECORD_ENGINE,
-            RecordInput,
-            RecordWorkflow,
-            record_search_attributes,
-        )
-
-        if self.client is None:
-            raise ApplicationError("no Temporal client to start supporting spinners")
-        if child.existed and await self._exists(child.workflow_id):
-            return False
-        try:
-            await self.client.start_workflow(
-                RecordWorkflow.run,
-                RecordInput(
+            outcome="started",
+            outputs={"children": [child.workflow_id]},
+            label="retry",
+            messages=[f"{child.workflow_id}: {'found' if child.existed else 'prepared'}"],
+            children=[
+                SupportingChild(
                     child.record_id,
-                    child.job_id,
-                    "",
-                    child.spinner_version_id,
-                    queues,
-                    delay_s=child.delay_s,
-                    engine=RECORD_ENGINE,
-                ),
-                id=child.workflow_id,
-                task_queue=queues.main,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                start_signal=SIGNAL_STARTED_BY,
-                start_signal_args=[child.signal],
-                search_attributes=record_search_attributes(
+                    child.workflow_id,
                     child.job_id,
                     child.project_id,
+                    child.spinner_version_id,
                     child.spinner_version,
-                    status="waiting" if child.delay_s > 0 else "running",
-                ),
-            )
-        except WorkflowAlreadyStartedError:
-            return False
-        return True
-
-    async def _exists(self, workflow_id: str) -> bool:
-        if self.client is None:
-            return False
-        try:
-            await self.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return True
+                    child.delay_s,
+                    SupportingStart("retry", parent.id, child.link_id, attempt=child.attempt),
+                )
+            ],
+        )

@@ -3,6 +3,9 @@
 Ours: a job of a 4-step spinner (log → decision → tag → api_call to a loopback server).
 Limit, in the same run: bare parent/child workflows with the same batching and 4 no-op activities.
 Usage: python -m bench.bench_engine [--records 10000]
+
+`--history-bytes` measures only the history size of one record (the encoded events Temporal
+returns for it) for the 4-step spinner and for a 10-step spinner whose every step outputs 2 KB.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from cxgear.stack.scratch import scratch_stack
 from infra.db import create_engine
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
-from tests.builders import contacts_csv, make_spinner, make_table, project, signup
+from tests.builders import contacts_csv, make_spinner, make_table, project, signup, wait_job
 from tests.fakes.crm_api import running_crm
-from workflows.job_workflow import job_workflow_id
+from tests.workflows.workers import running_workers
+from workflows.contracts import job_workflow_id
 
 log = logging.getLogger("bench.engine")
 
@@ -109,6 +113,91 @@ async def journeys_archived(
         await engine.dispose()
 
 
+def four_steps(crm: str) -> dict[str, Any]:
+    return {
+        "steps": [
+            {
+                "id": "hello",
+                "type": "log",
+                "message": "Calling {{name}}",
+                "next": "route",
+            },
+            {
+                "id": "route",
+                "type": "decision",
+                "branches": [{"when": "amount >= 100", "label": "big", "next": "tag"}],
+                "default": "tag",
+            },
+            {"id": "tag", "type": "tag", "disposition": "Done", "next": "call"},
+            {
+                "id": "call",
+                "type": "api_call",
+                "method": "GET",
+                "url": f"http://{crm}/c/{{{{name}}}}",
+            },
+        ]
+    }
+
+
+def ten_steps_2kb_outputs(crm: str) -> dict[str, Any]:
+    """Ten HTTP steps; the loopback CRM echoes the 2 KB path, which each step keeps as an output."""
+    pad = "x" * 2048
+    return {
+        "steps": [
+            {
+                "id": f"s{n}",
+                "type": "api_call",
+                "method": "GET",
+                "url": f"http://{crm}/c/{pad}",
+                "outputs": {f"echo{n}": "path"},
+                **({"next": f"s{n + 1}"} if n < 9 else {}),
+            }
+            for n in range(10)
+        ]
+    }
+
+
+async def record_history_bytes(client: Client, workflow_id: str) -> int:
+    """Bytes of a record's history as Temporal returns it (encoded events, payloads encrypted)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(event.ByteSize() for event in history.events)
+
+
+async def history_bytes(settings: Settings) -> dict[str, int]:
+    """History bytes of one record of the 4-step spinner and of the 10-step, 2 KB-output one."""
+    sizes: dict[str, int] = {}
+    async with running_workers(settings) as client:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            async with AsyncClient(
+                transport=ASGITransport(app=app), base_url="http://bench", timeout=120
+            ) as c:
+                admin = await signup(c)
+                p = await project(c, admin)
+                table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(1))
+                crm = settings.http_allowed_hosts[0]
+                for name, definition in (
+                    ("four_steps", four_steps(crm)),
+                    ("ten_steps_2kb_outputs", ten_steps_2kb_outputs(crm)),
+                ):
+                    spinner = await make_spinner(
+                        c, admin, project_id=p["id"], definition=definition
+                    )
+                    r = await c.post(
+                        f"/api/v1/spinners/{spinner['id']}/run",
+                        json={"table_id": table["id"]},
+                        headers=admin.headers,
+                    )
+                    job_id = r.json()["id"]
+                    await wait_job(c, admin, job_id)
+                    rec = (
+                        await c.get(f"/api/v1/jobs/{job_id}/records?limit=1", headers=admin.headers)
+                    ).json()["data"][0]
+                    assert rec["status"] == "completed", rec
+                    sizes[name] = await record_history_bytes(client, f"rec-{rec['id']}")
+    return sizes
+
+
 async def ours(
     settings: Settings, temporal_pid: int, postgres_pid: int, records: int
 ) -> dict[str, Any]:
@@ -142,30 +231,7 @@ async def ours(
                 table = await make_table(
                     c, admin, project_id=p["id"], csv_text=contacts_csv(records)
                 )
-                crm = settings.http_allowed_hosts[0]
-                definition = {
-                    "steps": [
-                        {
-                            "id": "hello",
-                            "type": "log",
-                            "message": "Calling {{name}}",
-                            "next": "route",
-                        },
-                        {
-                            "id": "route",
-                            "type": "decision",
-                            "branches": [{"when": "amount >= 100", "label": "big", "next": "tag"}],
-                            "default": "tag",
-                        },
-                        {"id": "tag", "type": "tag", "disposition": "Done", "next": "call"},
-                        {
-                            "id": "call",
-                            "type": "api_call",
-                            "method": "GET",
-                            "url": f"http://{crm}/c/{{{{name}}}}",
-                        },
-                    ]
-                }
+                definition = four_steps(settings.http_allowed_hosts[0])
                 spinner = await make_spinner(c, admin, project_id=p["id"], definition=definition)
                 await asyncio.sleep(2)  # let the worker connect before the clock starts
                 w0, t0, p0, m0 = wsample.cpu_ms(), tsample.cpu_ms(), psample.cpu_ms(), me.cpu_ms()
@@ -196,6 +262,10 @@ async def ours(
                 w1, t1, p1, m1 = wsample.cpu_ms(), tsample.cpu_ms(), psample.cpu_ms(), me.cpu_ms()
                 client = await connect_temporal(settings)
                 history = await max_history(client, job_workflow_id(job_id))
+                first = (
+                    await c.get(f"/api/v1/jobs/{job_id}/records?limit=1", headers=admin.headers)
+                ).json()["data"][0]
+                record_bytes = await record_history_bytes(client, f"rec-{first['id']}")
                 # The API archives journeys as records close; how far behind the job is it?
                 archived, archive_lag = await journeys_archived(settings, job_id, records)
         return {
@@ -211,6 +281,7 @@ async def ours(
             "worker_peak_rss_mb": round(wsample.peak_rss / 2**20, 1),
             "temporal_peak_rss_mb": round(tsample.peak_rss / 2**20, 1),
             "largest_job_history_events": history,
+            "history_bytes_per_record": record_bytes,
             "journeys_archived": archived,
             "journeys_archived_s_after_job": archive_lag,
         }
@@ -275,7 +346,21 @@ async def main() -> None:
         action="store_true",
         help="also time children that run no activity: the server's floor for a child per record",
     )
+    parser.add_argument(
+        "--history-bytes",
+        action="store_true",
+        help="only the history bytes of one 4-step record and one 10-step record (2 KB outputs)",
+    )
     args = parser.parse_args()
+    if args.history_bytes:
+        with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
+            with scratch_stack(
+                Path(tmp), durable_temporal=False, http_allowed_hosts=[crm.allowed]
+            ) as stack:
+                sizes = await history_bytes(stack.settings)
+        # The benchmark's output is this one JSON line.
+        print(json.dumps({"benchmark": "engine_history_bytes", "history_bytes_per_record": sizes}))  # noqa: T201
+        return
     with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
         state = Path(tmp)
         with scratch_stack(

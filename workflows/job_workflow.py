@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
@@ -13,27 +12,29 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
     from workflows.contracts import (
-        SIGNAL_RECORD_FINISHED,
-        SIGNAL_RECORD_PHASE,
+        JOB_WORKFLOW,
+        QUERY_PROGRESS,
+        SIGNAL_CANCEL,
+        SIGNAL_PAUSE,
         SIGNAL_RECORDS_REPORTED,
+        SIGNAL_RESUME,
         JobIdInput,
+        JobInput,
+        JobProgress,
+        JobState,
         JobStatusInput,
         JobSummary,
         NextRecordsInput,
         NextRecordsResult,
         RecordFinished,
+        RecordInput,
         RecordPhase,
         RecordReports,
         SweepInput,
-        TaskQueues,
-    )
-    from workflows.record_workflow import (
-        RECORD_ENGINE,
-        RecordInput,
-        RecordWorkflow,
         record_search_attributes,
         record_workflow_id,
     )
+    from workflows.record_workflow import RecordWorkflow
 
 DB_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(
@@ -43,59 +44,13 @@ DB_RETRY = RetryPolicy(
 
 # Records report by a signal their activities send without waiting; a report lost to a crash is
 # found by sweeping the records' statuses once the job has heard nothing for a while.
-SWEEPS_LOST_REPORTS = "job-sweeps-lost-reports"
 SWEEP_AFTER = timedelta(seconds=15)
 SWEEP_AT_MOST_EVERY = timedelta(minutes=10)
 
 
-def job_workflow_id(job_id: str) -> str:
-    return f"job-{job_id}"
-
-
-@dataclass
-class JobState:
-    cursor: int = 0
-    exhausted: bool = False
-    prepared: bool = False
-    active: list[int] = field(default_factory=list)
-    waiting: list[int] = field(default_factory=list)
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    started: int = 0
-    paused: bool = False
-    cancelling: bool = False
-    status: str = "queued"
-
-
-@dataclass
-class JobInput:
-    job_id: str
-    project_id: str
-    spinner_version_id: str
-    spinner_version: int
-    queues: TaskQueues
-    window: int = 500
-    batch: int = 50
-    children_per_run: int = 2000
-    state: JobState | None = None
-
-
-@dataclass
-class JobProgress:
-    status: str
-    started: int
-    active: int
-    waiting: int
-    completed: int
-    failed: int
-    cancelled: int
-    paused: bool
-
-
 # Outside the sandbox like RecordWorkflow: the sandbox re-imports the workflow's modules for every
 # run, and a 100k job is dozens of continued runs. Determinism is guarded by the replay tests.
-@workflow.defn(sandboxed=False)
+@workflow.defn(name=JOB_WORKFLOW, sandboxed=False)
 class JobWorkflow:
     @workflow.init
     def __init__(self, inp: JobInput) -> None:
@@ -104,12 +59,10 @@ class JobWorkflow:
         self._s = inp.state or JobState()
         self._active: set[int] = set(self._s.active)
         self._waiting: set[int] = set(self._s.waiting)
-        self._sweeps = False
         self._quiet_for = SWEEP_AFTER
 
-    # --- signals from records -------------------------------------------------------------
-    @workflow.signal(name=SIGNAL_RECORD_FINISHED)
-    def record_finished(self, done: RecordFinished) -> None:
+    # --- reports from records -------------------------------------------------------------
+    def _record_finished(self, done: RecordFinished) -> None:
         # A record reports once, but signals can be redelivered: only ids we track count.
         if done.record_id in self._active:
             self._active.discard(done.record_id)
@@ -124,8 +77,7 @@ class JobWorkflow:
         else:
             self._s.cancelled += 1
 
-    @workflow.signal(name=SIGNAL_RECORD_PHASE)
-    def record_phase(self, change: RecordPhase) -> None:
+    def _record_phase(self, change: RecordPhase) -> None:
         rid = change.record_id
         if change.phase == "waiting" and rid in self._active:
             self._active.discard(rid)
@@ -138,24 +90,24 @@ class JobWorkflow:
     def records_reported(self, reports: RecordReports) -> None:
         # Gathered by a worker from many records; a record's reports never share a batch.
         for change in reports.phases:
-            self.record_phase(change)
+            self._record_phase(change)
         for done in reports.finished:
-            self.record_finished(done)
+            self._record_finished(done)
 
     # --- operator signals -----------------------------------------------------------------
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_PAUSE)
     def pause(self) -> None:
         self._s.paused = True
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_RESUME)
     def resume(self) -> None:
         self._s.paused = False
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_CANCEL)
     def cancel(self) -> None:
         self._s.cancelling = True
 
-    @workflow.query
+    @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
         return JobProgress(
             status=self._s.status,
@@ -170,7 +122,6 @@ class JobWorkflow:
 
     @workflow.run
     async def run(self, inp: JobInput) -> JobSummary:
-        self._sweeps = workflow.patched(SWEEPS_LOST_REPORTS)
         if not self._s.prepared:
             await workflow.execute_activity_method(
                 EngineDbActivities.prepare_job,
@@ -226,9 +177,6 @@ class JobWorkflow:
 
     async def _until_changed(self, inp: JobInput) -> None:
         before = self._shape()
-        if not self._sweeps:
-            await workflow.wait_condition(lambda: self._shape() != before)
-            return
         try:
             await workflow.wait_condition(lambda: self._shape() != before, timeout=self._quiet_for)
             self._quiet_for = SWEEP_AFTER
@@ -272,7 +220,6 @@ class JobWorkflow:
                             me,
                             inp.spinner_version_id,
                             inp.queues,
-                            engine=RECORD_ENGINE,
                         ),
                         id=record_workflow_id(rid),
                         task_queue=inp.queues.main,
@@ -320,11 +267,6 @@ class JobWorkflow:
                 return_exceptions=True,
             )
         # Each cancelled record still reports its final status; wait for them so counts agree.
-        if not self._sweeps:
-            await workflow.wait_condition(
-                lambda: not self._active and not self._waiting, timeout=timedelta(minutes=10)
-            )
-            return
         deadline = workflow.now() + timedelta(minutes=10)
         while (self._active or self._waiting) and workflow.now() < deadline:
             try:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    WorkflowAlreadyStartedError,
 )
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -26,34 +27,35 @@ with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities
     from activities.supporting import SupportingActivities
     from workflows.contracts import (
+        CHEAP_STEP_TYPES,
+        CX_RECORD_STATUS,
         DELIVERED_STATUSES,
         FAILED_STATUSES,
-        SIGNAL_RECORD_FINISHED,
-        SIGNAL_RECORD_PHASE,
+        QUERY_CURRENT_STEP,
+        RECORD_WORKFLOW,
+        SIGNAL_CALLBACK,
+        SIGNAL_PROVIDER_EVENT,
         SIGNAL_STARTED_BY,
         CallbackSignal,
         CheapResults,
-        CheapRun,
         CompleteRecordInput,
-        LoadRecordInput,
+        PlanStep,
+        PrepareSupportingInput,
         ProviderEvent,
-        RecordFinished,
+        RecordInput,
         RecordPhase,
         RecordPlan,
+        RecordResult,
         RecordStart,
         SendOutcome,
         StartRecordInput,
-        StartSupportingInput,
+        StepInput,
         StepResult,
-        StepRun,
+        SupportingChildren,
         SupportingStart,
-        TaskQueues,
+        outputs_read_by,
+        record_search_attributes,
     )
-
-CX_JOB_ID = SearchAttributeKey.for_keyword("CxJobId")
-CX_PROJECT_ID = SearchAttributeKey.for_keyword("CxProjectId")
-CX_SPINNER_VERSION = SearchAttributeKey.for_int("CxSpinnerVersion")
-CX_RECORD_STATUS = SearchAttributeKey.for_keyword("CxRecordStatus")
 
 LOCAL = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=200))
@@ -63,33 +65,12 @@ EXTERNAL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
 )
-# Records started with `engine=RECORD_ENGINE` take today's paths without asking `patched()`: each
-# patch costs a marker and a search-attribute upsert (TemporalChangeVersion) per record. The
-# patches below only route records started by older code: an input that predates the field decodes
-# to 1; engine 2 fused the start and moved reports to activities; engine 3 ends a record stopped
-# before its plan was loaded (cancelled while starting, or its start failing) with a status.
-ENGINE_FUSED_START = 2
-ENGINE_ENDS_STOPPED_STARTS = 3
-RECORD_ENGINE = 3
-# Histories recorded before cheap steps were batched replay through the one-activity-per-step path.
-BATCHED_CHEAP_STEPS = "batched-cheap-steps"
-SETTLED_CALLBACK_WAITS = "settled-callback-waits"
-# One local activity loads the record and runs its leading cheap steps, and the record's status
-# activities report to the job themselves (batched per worker) instead of the workflow signalling.
-FUSED_START_AND_REPORTS = "fused-start-and-job-reports"
-# Asked only by records that start with a delay: their status reads "waiting" until it is over.
-RUNNING_AFTER_DELAY = "running-after-delay"
-# A record cancelled or failing before its plan is loaded still writes its end (and reports it).
-ENDS_STOPPED_STARTS = "ends-records-stopped-at-start"
 # Status writes and job reports must outlast a Temporal or database restart, not fail the record.
 STATUS_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=0,
 )
-# A provider call is quick; a hung connection must not hold a send for long (the ledger makes the
-# retry safe).
-SEND_TIMEOUT = timedelta(seconds=20)
 SUPPORTING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -108,48 +89,6 @@ OUTCOME_TARGETS = {
     "failed": "on_failed",
     "no_reply": "on_no_reply",
 }
-CHEAP_STEPS = {
-    "log": StepActivities.log,
-    "tag": StepActivities.tag,
-    "decision": StepActivities.decision,
-}
-
-
-def record_workflow_id(record_id: int) -> str:
-    return f"rec-{record_id}"
-
-
-def record_search_attributes(
-    job_id: str, project_id: str, version: int, *, status: str = "running"
-) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(CX_JOB_ID, job_id),
-            SearchAttributePair(CX_PROJECT_ID, project_id),
-            SearchAttributePair(CX_SPINNER_VERSION, version),
-            SearchAttributePair(CX_RECORD_STATUS, status),
-        ]
-    )
-
-
-@dataclass
-class RecordInput:
-    record_id: int
-    job_id: str
-    job_workflow_id: str
-    spinner_version_id: str
-    queues: TaskQueues
-    # Supporting records: a durable wait before the first step (the link's delay).
-    delay_s: float = 0.0
-    # Which code paths the record takes; new starts pass RECORD_ENGINE.
-    engine: int = 1
-
-
-@dataclass
-class RecordResult:
-    status: str
-    outputs: dict[str, Any]
-    error: str | None = None
 
 
 def _failure_text(err: BaseException) -> str:
@@ -173,7 +112,7 @@ def _absorb(
     return batch.next, None
 
 
-@workflow.defn(sandboxed=False)
+@workflow.defn(name=RECORD_WORKFLOW, sandboxed=False)
 class RecordWorkflow:
     def __init__(self) -> None:
         self._callbacks: list[CallbackSignal] = []
@@ -182,15 +121,13 @@ class RecordWorkflow:
         self._step: str | None = None
         self._waiting_send: str | None = None
         self._started_by: SupportingStart | None = None
-        self._reports_by_activity = False
-        self._current = False
 
     @workflow.signal(name=SIGNAL_STARTED_BY)
     def started_by(self, start: SupportingStart) -> None:
         # Sent with the start of a supporting record, so its history shows what started it.
         self._started_by = start
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_CALLBACK)
     def callback(self, event: CallbackSignal) -> None:
         # Providers and proxies redeliver: one event id has one effect.
         if event.event_id in self._seen_events:
@@ -211,54 +148,52 @@ class RecordWorkflow:
             return
         self._callbacks.append(event)
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_PROVIDER_EVENT)
     def provider_event(self, event: ProviderEvent) -> None:
         if event.event_id in self._seen_events:
             return
         self._seen_events.add(event.event_id)
         self._provider_events.append(event)
 
-    @workflow.query
+    @workflow.query(name=QUERY_CURRENT_STEP)
     def current_step(self) -> str | None:
         return self._step
 
     @workflow.run
     async def run(self, inp: RecordInput) -> RecordResult:
+        if inp.started_by is not None:
+            self._started_by = inp.started_by
         wf_id = workflow.info().workflow_id
         status, error, failed_step = "completed", None, None
         plan: RecordPlan | None = None
         outputs: dict[str, Any] = {}
-        self._current = self._reports_by_activity = inp.engine >= ENGINE_FUSED_START
         try:
             if inp.delay_s > 0:
                 # Started as "waiting" (a supporting record's delay); running once it is over.
                 await workflow.sleep(timedelta(seconds=inp.delay_s))
-                if workflow.patched(RUNNING_AFTER_DELAY):
-                    workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("running")])
-            if not self._current:
-                self._reports_by_activity = workflow.patched(FUSED_START_AND_REPORTS)
+                workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("running")])
             plan, outputs, step_id, stopped = await self._start(inp, wf_id)
             if stopped is not None:
                 status, error, failed_step = stopped
             while step_id is not None:
                 self._step = step_id
                 step = plan.steps[step_id]
-                run = StepRun(
+                # Ids and only the outputs the step reads: the step's definition and the record's
+                # metadata are read by the activity from its worker's plan cache.
+                run = StepInput(
                     wf_id,
                     inp.job_id,
                     inp.record_id,
-                    step,
-                    plan.metadata,
-                    outputs,
-                    plan.context,
+                    inp.spinner_version_id,
+                    step.id,
+                    step.type,
+                    outputs_read_by(step, outputs),
                     workflow.now().isoformat(),
                 )
-                if step["type"] in CHEAP_STEPS and (
-                    self._current or workflow.patched(BATCHED_CHEAP_STEPS)
-                ):
+                if step.type in CHEAP_STEP_TYPES:
                     batch: CheapResults = await workflow.execute_local_activity_method(
                         StepActivities.run_cheap,
-                        CheapRun(run, plan.steps),
+                        run,
                         start_to_close_timeout=LOCAL,
                         retry_policy=LOCAL_RETRY,
                     )
@@ -266,57 +201,36 @@ class RecordWorkflow:
                     if stopped is not None:
                         status, error, failed_step = stopped
                     continue
-                result = await self._run_step(inp, run)
+                result = await self._run_step(inp, step, run)
                 outputs.update(result.outputs)
                 step_id = result.next
         except (ActivityError, ApplicationError) as err:
-            if plan is None and not self._ends_when_stopped_at_start(inp):
-                raise
             if isinstance(err, ActivityError) and isinstance(err.cause, CancelledError):
                 status, error = "cancelled", "cancelled by operator"
             else:
                 status, error, failed_step = "failed", _failure_text(err), self._step
         except (asyncio.CancelledError, CancelledError):
-            if plan is None and not self._ends_when_stopped_at_start(inp):
-                raise
             status, error = "cancelled", "cancelled by operator"
-        done_input = CompleteRecordInput(inp.record_id, status, outputs, error, failed_step)
-        if self._reports_by_activity:
-            # Supporting records have no job workflow ("" reports nothing): their job is counted
-            # from the records table.
-            done_input.job_workflow_id = inp.job_workflow_id
+        # Supporting records have no job workflow ("" reports nothing): their job is counted from
+        # the records table.
         await workflow.execute_local_activity_method(
             EngineDbActivities.complete_record,
-            done_input,
+            CompleteRecordInput(
+                inp.record_id, status, outputs, error, failed_step, inp.job_workflow_id
+            ),
             start_to_close_timeout=LOCAL,
-            retry_policy=STATUS_RETRY if self._reports_by_activity else LOCAL_RETRY,
+            retry_policy=STATUS_RETRY,
         )
         workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set(status)])
-        if inp.job_workflow_id and not self._reports_by_activity:
-            await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
-                SIGNAL_RECORD_FINISHED, RecordFinished(inp.record_id, status)
-            )
         if plan is not None and plan.supporting:
             await self._start_supporting(inp)
         return RecordResult(status, outputs, error)
 
-    def _ends_when_stopped_at_start(self, inp: RecordInput) -> bool:
-        # Asked only on this path, so other records carry no marker for it.
-        return inp.engine >= ENGINE_ENDS_STOPPED_STARTS or workflow.patched(ENDS_STOPPED_STARTS)
-
     async def _start(
         self, inp: RecordInput, wf_id: str
     ) -> tuple[RecordPlan, dict[str, Any], str | None, tuple[str, str, str | None] | None]:
-        """Loads the record (and, today, runs its leading cheap steps): the plan, the outputs so
-        far, the step to run next, and (status, error, failed step) if a cheap step failed."""
-        if not self._reports_by_activity:
-            plan: RecordPlan = await workflow.execute_local_activity_method(
-                EngineDbActivities.load_record,
-                LoadRecordInput(inp.record_id, inp.spinner_version_id, wf_id),
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
-            )
-            return plan, dict(plan.outputs), plan.start, None
+        """Loads the record and runs its leading cheap steps: the plan, the outputs so far, the
+        step to run next, and (status, error, failed step) if a cheap step failed."""
         started: RecordStart = await workflow.execute_local_activity_method(
             EngineDbActivities.start_record,
             StartRecordInput(
@@ -330,16 +244,16 @@ class RecordWorkflow:
             retry_policy=LOCAL_RETRY,
         )
         plan = started.plan
-        outputs = dict(plan.outputs)
+        outputs = dict(started.outputs)
         if started.cheap is None:
             return plan, outputs, plan.start, None
         return plan, outputs, *_absorb(started.cheap, outputs)
 
     async def _start_supporting(self, inp: RecordInput) -> None:
         try:
-            await workflow.execute_activity_method(
-                SupportingActivities.start_supporting,
-                StartSupportingInput(inp.record_id, inp.queues),
+            prepared: SupportingChildren = await workflow.execute_activity_method(
+                SupportingActivities.prepare_supporting,
+                PrepareSupportingInput(inp.record_id),
                 task_queue=inp.queues.main,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=SUPPORTING_RETRY,
@@ -347,14 +261,38 @@ class RecordWorkflow:
         except ActivityError as err:
             # The record itself is finished; a supporting start that keeps failing is logged.
             workflow.logger.warning("supporting spinners not started: %s", _failure_text(err))
+            return
+        for child in prepared.children:
+            try:
+                # Abandoned: the child outlives this record, which ends right after.
+                await workflow.start_child_workflow(
+                    RecordWorkflow.run,
+                    RecordInput(
+                        child.record_id,
+                        child.job_id,
+                        "",
+                        child.spinner_version_id,
+                        inp.queues,
+                        delay_s=child.delay_s,
+                        started_by=child.started_by,
+                    ),
+                    id=child.workflow_id,
+                    task_queue=inp.queues.main,
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=record_search_attributes(
+                        child.job_id,
+                        child.project_id,
+                        child.spinner_version,
+                        status="waiting" if child.delay_s > 0 else "running",
+                    ),
+                )
+            except WorkflowAlreadyStartedError:
+                # A re-run record whose child already ran: one child per id, ever.
+                pass
 
-    async def _run_step(self, inp: RecordInput, run: StepRun) -> StepResult:
-        kind = run.step["type"]
-        if kind in CHEAP_STEPS:
-            result: StepResult = await workflow.execute_local_activity_method(
-                CHEAP_STEPS[kind], run, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
-            )
-            return result
+    async def _run_step(self, inp: RecordInput, step: PlanStep, run: StepInput) -> StepResult:
+        kind = step.type
         if kind == "wait":
             plan: StepResult = await workflow.execute_local_activity_method(
                 StepActivities.wait_plan,
@@ -368,15 +306,14 @@ class RecordWorkflow:
                 await self._phase(inp, "active")
             return plan
         if kind == "wait_for_callback":
-            return await self._wait_for_callback(inp, run)
+            return await self._wait_for_callback(inp, step)
+        timeout = timedelta(seconds=step.activity_timeout_s)
         if kind == "ai_agent":
             llm_result: StepResult = await workflow.execute_activity_method(
                 LlmActivities.ai_agent,
                 run,
                 task_queue=inp.queues.llm,
-                start_to_close_timeout=timedelta(
-                    seconds=float(run.step.get("timeout_s", 120)) + 10
-                ),
+                start_to_close_timeout=timeout,
                 retry_policy=LLM_RETRY,
             )
             return llm_result
@@ -385,35 +322,34 @@ class RecordWorkflow:
                 MessagingActivities.send_message,
                 run,
                 task_queue=inp.queues.messaging,
-                start_to_close_timeout=SEND_TIMEOUT,
+                start_to_close_timeout=timeout,
                 retry_policy=EXTERNAL_RETRY,
             )
-            return await self._settle_send(inp, run, sent)
+            return await self._settle_send(inp, step, sent)
         if kind == "email":
             mailed: StepResult = await workflow.execute_activity_method(
                 EmailActivities.send_email,
                 run,
                 task_queue=inp.queues.email,
-                start_to_close_timeout=SEND_TIMEOUT,
+                start_to_close_timeout=timeout,
                 retry_policy=EXTERNAL_RETRY,
             )
-            return await self._settle_send(inp, run, mailed)
+            return await self._settle_send(inp, step, mailed)
         if kind == "function":
             fn_result: StepResult = await workflow.execute_activity_method(
                 FunctionActivities.run_function,
                 run,
                 task_queue=inp.queues.main,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timeout,
                 retry_policy=RetryPolicy(maximum_attempts=2),
             )
             return fn_result
         if kind == "api_call":
-            timeout = float(run.step.get("timeout_s", 10)) + 5
             http_result: StepResult = await workflow.execute_activity_method(
                 HttpActivities.api_call,
                 run,
                 task_queue=inp.queues.http,
-                start_to_close_timeout=timedelta(seconds=timeout),
+                start_to_close_timeout=timeout,
                 retry_policy=EXTERNAL_RETRY,
             )
             return http_result
@@ -421,16 +357,14 @@ class RecordWorkflow:
             f"step type '{kind}' is not supported by this worker", non_retryable=True
         )
 
-    async def _settle_send(self, inp: RecordInput, run: StepRun, sent: StepResult) -> StepResult:
+    async def _settle_send(self, inp: RecordInput, step: PlanStep, sent: StepResult) -> StepResult:
         """Waits (durably) for the send's reply or delivery when the step asks to, then branches."""
-        step = run.step
-        wait_for = step.get("wait_for") or "none"
-        if sent.outcome == "opted_out" or wait_for == "none":
+        if sent.outcome == "opted_out" or step.wait_for == "none":
             return sent
-        self._waiting_send = step["id"]
+        self._waiting_send = step.id
         await self._phase(inp, "waiting")
         outcome, status, reply = await self._await_send_result(
-            step["id"], wait_for, float(step["timeout_s"])
+            step.id, step.wait_for, step.wait_timeout_s
         )
         self._waiting_send = None
         await self._phase(inp, "active")
@@ -438,12 +372,12 @@ class RecordWorkflow:
         settled: StepResult = await workflow.execute_local_activity_method(
             StepActivities.settle_send,
             SendOutcome(
-                step["id"],
-                step["type"],
+                step.id,
+                step.type,
                 outcome,
                 status,
                 reply,
-                step.get(OUTCOME_TARGETS[outcome]) or step.get("next"),
+                step.on.get(OUTCOME_TARGETS[outcome]) or step.next,
             ),
             start_to_close_timeout=LOCAL,
             retry_policy=LOCAL_RETRY,
@@ -481,52 +415,44 @@ class RecordWorkflow:
 
     async def _phase(self, inp: RecordInput, phase: str) -> None:
         # Waiting records leave the job's active window so a long wait never stalls a campaign.
-        by_activity = self._reports_by_activity
         await workflow.execute_local_activity_method(
             EngineDbActivities.set_record_phase,
-            RecordPhase(inp.record_id, phase, inp.job_workflow_id if by_activity else ""),
+            RecordPhase(inp.record_id, phase, inp.job_workflow_id),
             start_to_close_timeout=LOCAL,
-            retry_policy=STATUS_RETRY if by_activity else LOCAL_RETRY,
+            retry_policy=STATUS_RETRY,
         )
         if phase == "waiting":
             workflow.upsert_search_attributes([CX_RECORD_STATUS.value_set("waiting")])
-        if inp.job_workflow_id and not by_activity:
-            await workflow.get_external_workflow_handle(inp.job_workflow_id).signal(
-                SIGNAL_RECORD_PHASE, RecordPhase(inp.record_id, phase)
-            )
 
-    async def _wait_for_callback(self, inp: RecordInput, run: StepRun) -> StepResult:
-        step = run.step
+    async def _wait_for_callback(self, inp: RecordInput, step: PlanStep) -> StepResult:
         await self._phase(inp, "waiting")
         try:
             await workflow.wait_condition(
-                lambda: bool(self._callbacks), timeout=timedelta(seconds=float(step["timeout_s"]))
+                lambda: bool(self._callbacks), timeout=timedelta(seconds=step.wait_timeout_s)
             )
             event = self._callbacks.pop(0)
             result = StepResult(
-                run.step["id"],
-                run.step["type"],
+                step.id,
+                step.type,
                 outcome="callback_received",
                 outputs={"callback": event.payload},
-                next=step.get("on_callback"),
+                next=step.on.get("on_callback"),
                 label="callback",
             )
         except TimeoutError:
             result = StepResult(
-                run.step["id"],
-                run.step["type"],
+                step.id,
+                step.type,
                 outcome="timed_out",
-                next=step.get("on_timeout"),
+                next=step.on.get("on_timeout"),
                 label="timeout",
             )
         await self._phase(inp, "active")
-        if self._current or workflow.patched(SETTLED_CALLBACK_WAITS):
-            # Recorded as a marker so the journey shows which step waited and the branch it took.
-            settled: StepResult = await workflow.execute_local_activity_method(
-                StepActivities.settle_wait,
-                result,
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
-            )
-            return settled
-        return result
+        # Recorded as a marker so the journey shows which step waited and the branch it took.
+        settled: StepResult = await workflow.execute_local_activity_method(
+            StepActivities.settle_wait,
+            result,
+            start_to_close_timeout=LOCAL,
+            retry_policy=LOCAL_RETRY,
+        )
+        return settled

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -11,21 +10,19 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.engine_db import EngineDbActivities
-    from workflows.contracts import ScheduledJob, ScheduledRunInput, TaskQueues
-    from workflows.job_workflow import JobInput, JobWorkflow, job_workflow_id
+    from workflows.contracts import (
+        SCHEDULED_RUN_WORKFLOW,
+        JobInput,
+        ScheduledJob,
+        ScheduledRunInput,
+        ScheduledRunResult,
+        TaskQueues,
+        job_workflow_id,
+    )
+    from workflows.job_workflow import JobWorkflow
 
 
-@dataclass
-class ScheduledRunResult:
-    job_id: str | None
-    reason: str | None = None
-
-
-def schedule_id(schedule_uuid: str) -> str:
-    return f"sched-{schedule_uuid}"
-
-
-@workflow.defn
+@workflow.defn(name=SCHEDULED_RUN_WORKFLOW)
 class ScheduledRunWorkflow:
     @workflow.run
     async def run(self, inp: ScheduledRunInput) -> ScheduledRunResult:

@@ -30,8 +30,7 @@ from api.services.callbacks import (
 from api.services.throttle import limit_public, org_plan
 from models.fields import DbId, nested_text_problem
 from models.record import TERMINAL_RECORD, Record
-from workflows.contracts import CallbackSignal
-from workflows.record_workflow import RecordWorkflow, record_workflow_id
+from workflows.contracts import SIGNAL_CALLBACK, CallbackSignal, record_workflow_id
 
 router = APIRouter(tags=["callbacks"])
 
@@ -85,7 +84,7 @@ async def record_callback(
     async def signal() -> None:
         wf_id = record.workflow_id or record_workflow_id(record_id)
         await temporal.get_workflow_handle(wf_id).signal(
-            RecordWorkflow.callback, CallbackSignal(event_id, payload)
+            SIGNAL_CALLBACK, CallbackSignal(event_id, payload)
         )
 
     recorded = await record_event(

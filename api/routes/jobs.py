@@ -38,7 +38,14 @@ from models.job import (
     RunRequest,
 )
 from models.spinner import Spinner
-from workflows.job_workflow import JobProgress, JobWorkflow, job_workflow_id
+from workflows.contracts import (
+    QUERY_PROGRESS,
+    SIGNAL_CANCEL,
+    SIGNAL_PAUSE,
+    SIGNAL_RESUME,
+    JobProgress,
+    job_workflow_id,
+)
 
 router = APIRouter(tags=["jobs"])
 Read = Annotated[Principal, Allow("spinners.read")]
@@ -177,7 +184,7 @@ async def job_progress(job: ReadableJob, temporal: TemporalDep) -> JobProgress:
     try:
         progress: JobProgress = await temporal.get_workflow_handle(
             job_workflow_id(str(job.id))
-        ).query(JobWorkflow.progress)
+        ).query(QUERY_PROGRESS, result_type=JobProgress)
     except RPCError as exc:
         if not is_not_found(exc):
             raise  # translated by api.errors
@@ -185,11 +192,11 @@ async def job_progress(job: ReadableJob, temporal: TemporalDep) -> JobProgress:
     return progress
 
 
-async def _signal(temporal: TemporalDep, job: Job, signal: object) -> None:
+async def _signal(temporal: TemporalDep, job: Job, signal: str) -> None:
     if job.status in TERMINAL_JOB:
         raise AppError(f"The job has already ended ({job.status})", "JOB_ENDED", 409)
     try:
-        await temporal.get_workflow_handle(job_workflow_id(str(job.id))).signal(signal)  # type: ignore[call-overload]
+        await temporal.get_workflow_handle(job_workflow_id(str(job.id))).signal(signal)
     except RPCError as exc:
         if not is_not_found(exc):
             raise  # translated by api.errors
@@ -199,19 +206,19 @@ async def _signal(temporal: TemporalDep, job: Job, signal: object) -> None:
 
 @router.post("/jobs/{job_id}/pause")
 async def pause_job(job: RunnableJob, session: SessionDep, temporal: TemporalDep) -> JobPublic:
-    await _signal(temporal, job, JobWorkflow.pause)
+    await _signal(temporal, job, SIGNAL_PAUSE)
     return await public(session, job)
 
 
 @router.post("/jobs/{job_id}/resume")
 async def resume_job(job: RunnableJob, session: SessionDep, temporal: TemporalDep) -> JobPublic:
-    await _signal(temporal, job, JobWorkflow.resume)
+    await _signal(temporal, job, SIGNAL_RESUME)
     return await public(session, job)
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(job: RunnableJob, session: SessionDep, temporal: TemporalDep) -> JobPublic:
-    await _signal(temporal, job, JobWorkflow.cancel)
+    await _signal(temporal, job, SIGNAL_CANCEL)
     return await public(session, job)
 
 

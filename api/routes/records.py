@@ -26,7 +26,7 @@ from models.record import (
     RecordsPublic,
     outcome_view,
 )
-from workflows.record_workflow import record_workflow_id
+from workflows.contracts import record_workflow_id
 
 router = APIRouter(tags=["records"])
 Read = Annotated[Principal, Allow("spinners.read")]

@@ -24,8 +24,7 @@ from api.routes.spinners import ReadableSpinner
 from infra.settings import Settings
 from models.schedule import ScheduleCreate, SchedulePublic, SchedulesPublic, SpinnerSchedule
 from models.spinner import Spinner
-from workflows.contracts import ScheduledRunInput, task_queues
-from workflows.scheduled_run_workflow import ScheduledRunWorkflow, schedule_id
+from workflows.contracts import SCHEDULED_RUN_WORKFLOW, ScheduledRunInput, schedule_id, task_queues
 
 router = APIRouter(tags=["schedules"])
 RunP = Annotated[Principal, Allow("spinners.run")]
@@ -46,7 +45,7 @@ ScheduleDep = Annotated[SpinnerSchedule, Depends(schedule_for)]
 def temporal_schedule(settings: Settings, sched: SpinnerSchedule) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ScheduledRunWorkflow.run,
+            SCHEDULED_RUN_WORKFLOW,
             ScheduledRunInput(
                 str(sched.id),
                 task_queues(settings.task_queue),

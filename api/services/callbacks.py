@@ -11,13 +11,24 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client as TemporalClient
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from activities.supporting import SupportingActivities
 from api.deps import UnitOfWork
 from api.errors import AppError
 from infra.settings import Settings
 from models.record import Record
-from workflows.contracts import task_queues
+from store.supporting import ChildStart, prepare_callback_child
+from workflows.contracts import (
+    RECORD_WORKFLOW,
+    SIGNAL_STARTED_BY,
+    RecordInput,
+    SupportingStart,
+    callback_workflow_id,
+    record_search_attributes,
+    task_queues,
+)
 
 WINDOW_S = 300
 TIMESTAMP_HEADER = "x-cxgear-timestamp"
@@ -73,12 +84,65 @@ async def start_callback_supporting(
     )
     if not linked.scalar_one() or record.id is None:
         return
-    starter = SupportingActivities(engine, temporal)
     record_id = record.id
 
     async def start() -> None:
-        await starter.start_callback_child(
-            record_id, event_id, payload, task_queues(settings.task_queue)
+        child = await prepare_callback_child(
+            engine, record_id, event_id, payload, callback_workflow_id(record_id, event_id)
         )
+        if child is not None:
+            await start_callback_child(temporal, settings, child)
 
     uow.after_commit(start)
+
+
+async def start_callback_child(
+    temporal: TemporalClient, settings: Settings, child: ChildStart
+) -> bool:
+    """Signal-with-start the child's RecordWorkflow; False when it already exists.
+
+    The start signal puts "started by" in the child's history. A child that exists already is
+    left alone, so a redelivered event adds no second signal to it.
+    """
+    if child.existed and await _exists(temporal, child.workflow_id):
+        return False
+    started_by = SupportingStart(
+        "callback", child.parent_record_id, child.link_id, event_id=child.event_id
+    )
+    try:
+        await temporal.start_workflow(
+            RECORD_WORKFLOW,
+            RecordInput(
+                child.record_id,
+                child.job_id,
+                "",
+                child.spinner_version_id,
+                task_queues(settings.task_queue),
+                delay_s=child.delay_s,
+            ),
+            id=child.workflow_id,
+            task_queue=settings.task_queue("main"),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            start_signal=SIGNAL_STARTED_BY,
+            start_signal_args=[started_by],
+            search_attributes=record_search_attributes(
+                child.job_id,
+                child.project_id,
+                child.spinner_version,
+                status="waiting" if child.delay_s > 0 else "running",
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+async def _exists(temporal: TemporalClient, workflow_id: str) -> bool:
+    try:
+        await temporal.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

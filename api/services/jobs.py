@@ -24,8 +24,7 @@ from models.spinner import Spinner, SpinnerKind
 from store import jobs as store_jobs
 from store.jobs import NewJob, TableRows, Version
 from store.usage import PlanRefused
-from workflows.contracts import task_queues
-from workflows.job_workflow import JobInput, JobWorkflow, job_workflow_id
+from workflows.contracts import JOB_WORKFLOW, JobInput, job_workflow_id, task_queues
 
 
 def job_input(settings: Settings, job: Job) -> JobInput:
@@ -43,7 +42,7 @@ def job_input(settings: Settings, job: Job) -> JobInput:
 
 async def start_job_workflow(temporal: TemporalClient, settings: Settings, job: Job) -> None:
     await temporal.start_workflow(
-        JobWorkflow.run,
+        JOB_WORKFLOW,
         job_input(settings, job),
         id=job_workflow_id(str(job.id)),
         task_queue=settings.task_queue("main"),

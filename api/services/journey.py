@@ -19,13 +19,10 @@ from temporalio.exceptions import FailureError
 from models.journey import JourneyPublic, JourneyStep
 
 TIMED_STEPS = {"wait", "whatsapp", "sms", "email"}
-INTERNAL_ACTIVITIES = {"load_record", "complete_record", "set_record_phase"}
+INTERNAL_ACTIVITIES = {"complete_record", "set_record_phase"}
 STEP_ACTIVITIES = {
     "start_record",
     "run_cheap",
-    "log",
-    "tag",
-    "decision",
     "wait_plan",
     "settle_send",
     "settle_wait",
@@ -211,7 +208,6 @@ async def derive_journey(
                 sched_id = event.activity_task_timed_out_event_attributes.scheduled_event_id
             run, began, activity_id = scheduled.get(sched_id, ({}, None, ""))
             tries = max(started_attempt.get(sched_id, 1), attempts.get(activity_id, 0))
-            step = run.get("step") or {}
             timing = {
                 "started_at": began,
                 "ended_at": _ts(event),
@@ -228,10 +224,10 @@ async def derive_journey(
                     else event.activity_task_timed_out_event_attributes.failure
                 )
                 message = await _failure_message(client, failure)
-                kind = step.get("type", "activity")
+                kind = run.get("step_type") or "activity"
                 steps.append(
                     JourneyStep(
-                        step_id=step.get("id"),
+                        step_id=run.get("step_id"),
                         type=kind,
                         outcome="failed",
                         label=f"{kind} · failed",
@@ -259,6 +255,23 @@ async def derive_journey(
                     duration_ms=_ms(wait_started, _ts(event)),
                 )
             )
+        elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            started = event.workflow_execution_started_event_attributes
+            args = (await _decode(client, started.input)) if started.input.payloads else []
+            why = args[0].get("started_by") if args and isinstance(args[0], dict) else None
+            if why:
+                # A retry child, started by its parent record: why is in its input.
+                steps.append(
+                    JourneyStep(
+                        step_id=None,
+                        type="started_by",
+                        outcome=str(why.get("kind") or "started"),
+                        label=f"started_by · {why.get('kind') or 'started'}",
+                        status="completed",
+                        ended_at=_ts(event),
+                        detail=why,
+                    )
+                )
         elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             sig = event.workflow_execution_signaled_event_attributes
             payload = (await _decode(client, sig.input))[0] if sig.input.payloads else {}

@@ -28,8 +28,7 @@ from models.do_not_contact import DoNotContactReason, add_to_do_not_contact
 from models.integration import Integration, IntegrationKind
 from models.record import TERMINAL_RECORD, Record
 from models.send_ledger import SendLedger, SendStatus, workflow_id_of
-from workflows.contracts import FAILED_STATUSES, ProviderEvent
-from workflows.record_workflow import RecordWorkflow
+from workflows.contracts import FAILED_STATUSES, SIGNAL_PROVIDER_EVENT, ProviderEvent
 
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 SENDGRID_WINDOW_S = 300
@@ -144,7 +143,7 @@ async def _record(
     async def send_signal() -> None:
         assert signal is not None
         await temporal.get_workflow_handle(workflow_id_of(owner["key"])).signal(
-            RecordWorkflow.provider_event, signal
+            SIGNAL_PROVIDER_EVENT, signal
         )
 
     return await record_event(

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
+from activities.plans import PlanCache, StepRun
 from infra.db import create_engine
 from infra.providers import ProviderGuard
 from infra.settings import Settings
@@ -27,7 +28,7 @@ from models.spinner_language.steps import AiAgentStep
 from tests.builders import Account, contacts_csv, make_spinner, make_table, project, signup
 from tests.fakes.openai_api import FakeOpenAI, echo, message_text, running_openai
 from tests.fakes.signed import FAKE_HOST
-from workflows.contracts import StepResult, StepRun
+from workflows.contracts import StepResult
 
 ROLE = "You qualify sales leads for {{context.projectId}}."
 TASK = "Lead {{name}} owes {{amount}}."
@@ -128,10 +129,17 @@ async def world(app: FastAPI, settings: Settings, fake: FakeOpenAI) -> AsyncIter
         yield w
 
 
+def plans(engine: AsyncEngine, settings: Settings) -> PlanCache:
+    return PlanCache(engine, public_api_url=settings.public_api_url)
+
+
 @pytest.fixture(scope="module")
 def llm(engine: AsyncEngine, settings: Settings) -> LlmActivities:
     return LlmActivities(
-        engine, SecretStore(settings), provider_guard=ProviderGuard(settings.provider_allowed_hosts)
+        engine,
+        SecretStore(settings),
+        plans=plans(engine, settings),
+        provider_guard=ProviderGuard(settings.provider_allowed_hosts),
     )
 
 
@@ -165,7 +173,8 @@ def step_run(
 
 
 async def ai_agent(llm: LlmActivities, run: StepRun) -> StepResult:
-    result: StepResult = await ActivityEnvironment().run(llm.ai_agent, run)
+    # The activity body behind ai_agent, given the step directly instead of through the plan cache.
+    result: StepResult = await ActivityEnvironment().run(llm.agent, run)
     return result
 
 
@@ -359,7 +368,10 @@ class TestProviderErrors:
     ) -> None:
         broken = settings.model_copy(update={"vault_address": "http://127.0.0.1:9"})
         llm = LlmActivities(
-            engine, SecretStore(broken, timeout=1), provider_guard=ProviderGuard([FAKE_HOST])
+            engine,
+            SecretStore(broken, timeout=1),
+            plans=plans(engine, settings),
+            provider_guard=ProviderGuard([FAKE_HOST]),
         )
         err = await failure(llm, step_run(world, step(world.openai_id)))
         assert err.type == "VaultUnavailable"

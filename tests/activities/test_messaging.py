@@ -20,6 +20,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
 from activities.messaging import MessagingActivities
+from activities.plans import PlanCache, StepRun
 from infra.db import create_engine
 from infra.providers import ProviderGuard
 from infra.settings import Settings
@@ -30,7 +31,6 @@ from tests.fakes.crm_api import FakeCrm
 from tests.fakes.sendgrid_api import FakeSendGrid, running_sendgrid
 from tests.fakes.twilio_api import FakeTwilio, running_twilio
 from tests.workflows.conftest import crm, worker
-from workflows.contracts import StepRun
 
 __all__ = ["crm", "worker"]
 
@@ -461,12 +461,18 @@ class TestEmail:
         engine = create_engine(settings.database_url)
         secrets = SecretStore(settings)
         guard = ProviderGuard(settings.provider_allowed_hosts)
-        email_acts = EmailActivities(engine, secrets, public_api_url=PUBLIC, provider_guard=guard)
-        sms_acts = MessagingActivities(engine, secrets, public_api_url=PUBLIC, provider_guard=guard)
+        plans = PlanCache(engine, public_api_url=PUBLIC)
+        email_acts = EmailActivities(
+            engine, secrets, public_api_url=PUBLIC, plans=plans, provider_guard=guard
+        )
+        sms_acts = MessagingActivities(
+            engine, secrets, public_api_url=PUBLIC, plans=plans, provider_guard=guard
+        )
         try:
             for step, fn in (
-                ({"id": "send", **mail}, email_acts.send_email),
-                ({"id": "sms", **sms}, sms_acts.send_message),
+                # The activity bodies, given the step directly instead of through the plan cache.
+                ({"id": "send", **mail}, email_acts.send),
+                ({"id": "sms", **sms}, sms_acts.send),
             ):
                 run = StepRun(f"rec-{rec['id']}", job, rec["id"], step, rec["metadata"], {}, {})
                 again = await ActivityEnvironment().run(fn, run)

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.engine_db import EngineDbActivities
+from activities.plans import PlanCache
 from infra.db import create_engine
 from infra.settings import Settings
 from tests.builders import (
@@ -71,7 +72,8 @@ class TestLostReports:
                         text("update record set status = :s where id = :id"),
                         {"s": status, "id": rid},
                     )
-            db = EngineDbActivities(engine, public_api_url=settings.public_api_url)
+            plans = PlanCache(engine, public_api_url=settings.public_api_url)
+            db = EngineDbActivities(engine, plans=plans)
             # The job believes the first three active and the last two waiting.
             found = await ActivityEnvironment().run(
                 db.sweep_records, SweepInput(job_id, ids[:3], ids[3:])

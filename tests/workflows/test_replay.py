@@ -1,10 +1,6 @@
 """Committed histories must replay on today's workflow code without non-determinism.
 
-When a change to a workflow breaks one of these, guard it with `workflow.patched()` (or, for
-records, a new `RecordInput.engine`); record today's histories with
-`python -m tests.workflows.record_histories SUFFIX` for a deliberately new behaviour, and keep the
-old files too: v1 predates batched cheap steps, v2 took today's paths through `patched()`, v3
-through `engine=2`.
+One history per workflow shape, recorded by `python -m tests.workflows.record_histories`.
 """
 
 from __future__ import annotations
@@ -18,26 +14,38 @@ from temporalio.worker import Replayer
 from workflows.registry import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+SHAPES = {
+    "record_plain",
+    "record_waits",
+    "record_callback",
+    "record_callback_child",
+    "record_retry_parent",
+    "record_retry_child",
+    "job_continue_as_new",
+    "scheduled_run",
+}
+WHAT_TO_DO = """\
+{name} no longer replays on today's workflow code: {failure}
+
+A workflow change made the committed history non-deterministic. Before the first release (no
+execution of the old code runs anywhere but our fixtures), re-record the histories:
+    .venv/bin/python -m tests.workflows.record_histories
+After the first release, keep old executions replaying instead: guard the change with
+`workflow.patched("id")`, later `workflow.deprecate_patch("id")` once no execution runs the old
+code, then remove it; or ship the change as a new Temporal Worker Deployment version (Worker
+Versioning) so running executions stay on the old code. See README "Changing a workflow".
+"""
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     result = await Replayer(workflows=ALL_WORKFLOWS).replay_workflow(
-        history, raise_on_replay_failure=True
+        history, raise_on_replay_failure=False
     )
-    assert result.replay_failure is None
+    if result.replay_failure is not None:
+        pytest.fail(WHAT_TO_DO.format(name=path.name, failure=result.replay_failure))
 
 
-def test_histories_are_committed() -> None:
-    assert {p.stem for p in HISTORIES} >= {
-        "job_workflow",
-        "record_workflow",
-        "record_workflow_callback",
-        "job_workflow_v2",
-        "record_workflow_v2",
-        "record_workflow_callback_v2",
-        "job_workflow_v3",
-        "record_workflow_v3",
-        "record_workflow_callback_v3",
-    }
+def test_every_workflow_shape_has_a_history() -> None:
+    assert {p.stem for p in HISTORIES} == SHAPES

@@ -26,7 +26,7 @@ from tests.builders import (
     signup,
     wait_job,
 )
-from workflows.record_workflow import record_workflow_id
+from workflows.contracts import record_workflow_id
 
 
 async def setup(client: AsyncClient, rows: int) -> tuple[Account, dict[str, Any], dict[str, Any]]:
@@ -238,7 +238,7 @@ class TestContinueAsNew:
     async def test_small_child_limit_continues_as_new_and_finishes(
         self, client: AsyncClient, worker: Client, settings: Any
     ) -> None:
-        from workflows.job_workflow import job_workflow_id
+        from workflows.contracts import job_workflow_id
 
         admin, p, table = await setup(client, 23)
         spinner = await make_spinner(
@@ -288,7 +288,7 @@ class TestSchedules:
         assert r.status_code == 201, r.text
         sched = r.json()
         assert len(sched["next_runs"]) >= 1
-        from workflows.scheduled_run_workflow import schedule_id
+        from workflows.contracts import schedule_id
 
         handle = worker.get_schedule_handle(schedule_id(sched["id"]))
         await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)

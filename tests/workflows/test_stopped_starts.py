@@ -15,8 +15,8 @@ from infra.settings import TASK_QUEUES, Settings
 from tests.builders import start_job, wait_job
 from tests.workflows.test_steps_and_triggers import callback_spinner
 from tests.workflows.workers import running_workers
-from workflows.contracts import TaskQueues
-from workflows.record_workflow import RECORD_ENGINE, RecordInput, RecordResult, RecordWorkflow
+from workflows.contracts import RecordInput, RecordResult, TaskQueues
+from workflows.record_workflow import RecordWorkflow
 
 
 async def _parked_records(
@@ -76,7 +76,7 @@ class TestStoppedStarts:
         queues = TaskQueues(**{name: f"{prefix}-{name}" for name in TASK_QUEUES})
         cancelled = await worker.start_workflow(
             RecordWorkflow.run,
-            RecordInput(cancelled_id, job_id, "", version, queues, engine=RECORD_ENGINE),
+            RecordInput(cancelled_id, job_id, "", version, queues),
             id=f"rec-{cancelled_id}-{prefix}",
             task_queue=queues.main,
         )
@@ -84,7 +84,7 @@ class TestStoppedStarts:
         # A start that cannot load its plan (the version is gone) fails the record, not the run.
         failing = await worker.start_workflow(
             RecordWorkflow.run,
-            RecordInput(failing_id, job_id, "", str(uuid.uuid4()), queues, engine=RECORD_ENGINE),
+            RecordInput(failing_id, job_id, "", str(uuid.uuid4()), queues),
             id=f"rec-{failing_id}-{prefix}",
             task_queue=queues.main,
         )

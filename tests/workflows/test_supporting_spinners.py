@@ -16,7 +16,7 @@ from infra.db import create_engine
 from infra.settings import Settings
 from tests.builders import Account, make_spinner, run_now, wait_job
 from tests.workflows.test_steps_and_triggers import post_callback, records_of, setup
-from workflows.contracts import StartSupportingInput, task_queues
+from workflows.contracts import PrepareSupportingInput
 
 RETRY_WHEN_AMOUNT = {
     "steps": [
@@ -129,7 +129,8 @@ class TestRetryLinks:
         assert j1["workflow_id"] == f"rec-{retried['id']}-retry-1"
         assert j1["parent_record_id"] == retried["id"]
         labels = [s["label"] for s in j1["steps"]]
-        assert labels[:2] == ["started_by · received", "timer · fired"]  # the 2s delay
+        # Started by its parent record as a child workflow; then the 2s delay.
+        assert labels[:2] == ["started_by · retry", "timer · fired"]
         # Ops filtering on CxRecordStatus see the delayed child waiting, then running.
         assert await record_statuses(worker, j1["workflow_id"]) == [
             "waiting",
@@ -167,14 +168,18 @@ class TestRetryLinks:
 
         engine = create_engine(settings.database_url)
         try:
-            activities = SupportingActivities(engine, worker)
-            again = StartSupportingInput(retried["id"], task_queues(settings.task_queue))
+            # The preparing activity run again (a retry, a re-run record) finds the first child.
+            activities = SupportingActivities(engine)
+            again = PrepareSupportingInput(retried["id"])
             results = await asyncio.gather(
-                activities.start_supporting(again), activities.start_supporting(again)
+                activities.prepare_supporting(again), activities.prepare_supporting(again)
             )
         finally:
             await engine.dispose()
-        assert [x.messages for x in results] == [[f"{wf_id}: already running"]] * 2
+        assert [x.messages for x in results] == [[f"{wf_id}: found"]] * 2
+        assert [[c.record_id for c in x.children] for x in results] == [
+            [root["children"][0]["record_id"]]
+        ] * 2
         assert (await worker.get_workflow_handle(wf_id).describe()).run_id == run_id
         after = await record(client, admin, retried["id"])
         assert after["children"] == root["children"]
