@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
 from api.errors import AppError, forbidden
+from api.services.progress import ProgressHub
 from infra.security import API_KEY_PREFIX, token_hash
 from infra.settings import Settings
 from infra.vault import SecretStore
@@ -100,6 +101,14 @@ async def get_temporal(
 
 TemporalDep = Annotated[TemporalClient, Depends(get_temporal)]
 TemporalLazyDep = Annotated[TemporalProvider, Depends(get_temporal_provider)]
+
+
+def get_progress_hub(request: Request) -> ProgressHub:
+    hub: ProgressHub = request.app.state.progress
+    return hub
+
+
+ProgressDep = Annotated[ProgressHub, Depends(get_progress_hub)]
 
 
 def get_secret_store(request: Request) -> SecretStore:
