@@ -76,8 +76,14 @@ def page_query(f: RecordFilter, *, after: int | None, limit: int) -> SelectOfSca
 
 
 def capped_count_query(f: RecordFilter, cap: int = EXACT_COUNT_CAP) -> Select[Any]:
+    # In id order, like the page: the same index range, stopped at the cap (an unordered LIMIT
+    # lets the planner bet on a sequential scan finding enough rows early).
     inner: Select[Any] = (
-        sa_select(literal_column("1")).select_from(Record).where(*conditions(f)).limit(cap)
+        sa_select(literal_column("1"))
+        .select_from(Record)
+        .where(*conditions(f))
+        .order_by(col(Record.id))
+        .limit(cap)
     )
     return sa_select(func.count()).select_from(inner.subquery())
 
