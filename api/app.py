@@ -35,6 +35,7 @@ from api.routes import (
     webhooks,
 )
 from api.services.journey_archive import archive_journeys
+from api.services.progress import ProgressHub
 from api.services.throttle import RateLimited, rate_limited_response
 from infra import __version__
 from infra.db import create_engine, session_factory
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = session_factory(engine)
         app.state.temporal = TemporalProvider(settings)
+        app.state.progress = ProgressHub(engine)
         app.state.secret_store = SecretStore(settings)
         stop = asyncio.Event()
         archiver = (

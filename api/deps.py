@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
 from api.errors import AppError, forbidden, temporal_unavailable
+from api.services.progress import ProgressHub
 from api.services.throttle import limit_public
 from infra.providers import ProviderGuard
 from infra.security import API_KEY_PREFIX, token_hash
@@ -101,6 +102,14 @@ async def get_temporal(
 
 TemporalDep = Annotated[TemporalClient, Depends(get_temporal)]
 TemporalLazyDep = Annotated[TemporalProvider, Depends(get_temporal_provider)]
+
+
+def get_progress_hub(request: Request) -> ProgressHub:
+    hub: ProgressHub = request.app.state.progress
+    return hub
+
+
+ProgressDep = Annotated[ProgressHub, Depends(get_progress_hub)]
 
 
 def get_secret_store(request: Request) -> SecretStore:

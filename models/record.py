@@ -28,6 +28,8 @@ INTERNAL_OUTPUT_PREFIX = "_"
 
 
 class Record(SQLModel, table=True):
+    # The engine pages a job's records by status; the records pages' indexes (org first, partial
+    # where mostly NULL, a trigram GIN for metadata search) are in the record read-indexes migration.
     __table_args__ = (Index("ix_record_job_status_id", "job_id", "status", "id"),)
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
@@ -94,7 +96,10 @@ class RecordPublic(PublicModel):
 
 class RecordsPublic(PublicModel):
     data: list[RecordPublic]
-    count: int
+    # Given with the first page only (pages with `after` carry null): exact from the job's
+    # stored totals or an index range, or PostgreSQL's estimate past 10,000 (`count_estimated`).
+    count: int | None
+    count_estimated: bool = False
     next_after: int | None
 
 

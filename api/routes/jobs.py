@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi.sse import EventSourceResponse
 from pydantic import Field as PydField
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -15,6 +17,7 @@ from api.deps import (
     Allow,
     KeyPrincipal,
     Principal,
+    ProgressDep,
     RequireApiKey,
     SessionDep,
     SettingsDep,
@@ -25,6 +28,7 @@ from api.errors import AppError, is_not_found, not_found
 from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
+from api.services.progress import JobGone
 from models.base import RequestBody
 from models.data_table import DataTable
 from models.job import (
@@ -37,15 +41,9 @@ from models.job import (
     RedriveRequest,
     RunRequest,
 )
+from models.job_progress import JobProgressPublic
 from models.spinner import Spinner
-from workflows.contracts import (
-    QUERY_PROGRESS,
-    SIGNAL_CANCEL,
-    SIGNAL_PAUSE,
-    SIGNAL_RESUME,
-    JobProgress,
-    job_workflow_id,
-)
+from workflows.contracts import SIGNAL_CANCEL, SIGNAL_PAUSE, SIGNAL_RESUME, job_workflow_id
 
 router = APIRouter(tags=["jobs"])
 Read = Annotated[Principal, Allow("spinners.read")]
@@ -180,16 +178,22 @@ async def get_job(job: ReadableJob, session: SessionDep) -> JobPublic:
 
 
 @router.get("/jobs/{job_id}/progress")
-async def job_progress(job: ReadableJob, temporal: TemporalDep) -> JobProgress:
+async def job_progress(job: ReadableJob, hub: ProgressDep) -> JobProgressPublic:
+    """Counts, rate, ETA and phase from PostgreSQL, shared by every viewer for one interval."""
     try:
-        progress: JobProgress = await temporal.get_workflow_handle(
-            job_workflow_id(str(job.id))
-        ).query(QUERY_PROGRESS, result_type=JobProgress)
-    except RPCError as exc:
-        if not is_not_found(exc):
-            raise  # translated by api.errors
-        raise AppError("The job is not running", "JOB_NOT_RUNNING", 409) from exc
-    return progress
+        return await hub.current(job.org_id, job.id)
+    except JobGone as exc:
+        raise not_found("Job") from exc
+
+
+@router.get("/jobs/{job_id}/progress/stream", response_class=EventSourceResponse)
+async def job_progress_stream(
+    job: ReadableJob, hub: ProgressDep
+) -> AsyncIterable[JobProgressPublic]:
+    """Server-sent progress events (one per poll) until the job ends; one poll per job serves
+    every viewer."""
+    async for snapshot in hub.watch(job.org_id, job.id):
+        yield snapshot
 
 
 async def _signal(temporal: TemporalDep, job: Job, signal: str) -> None:

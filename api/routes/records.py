@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import text
-from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api.deps import Allow, Principal, SessionDep, TemporalLazyDep
@@ -25,6 +24,13 @@ from models.record import (
     RecordPublic,
     RecordsPublic,
     outcome_view,
+)
+from store.records import (
+    MIN_SEARCH,
+    RecordFilter,
+    children_query,
+    count_records,
+    page_query,
 )
 from workflows.contracts import record_workflow_id
 
@@ -71,43 +77,21 @@ def record_public(r: Record, version: int | None = None) -> RecordPublic:
 
 
 async def _page(
-    session: SessionDep,
-    *,
-    where: dict[str, Any],
-    status: str | None,
-    disposition: str | None,
-    q: str | None,
-    after: int | None,
-    limit: int,
+    session: SessionDep, f: RecordFilters, scope: RecordFilter, job_total: int | None = None
 ) -> RecordsPublic:
-    stmt = select(Record)
-    count_sql = ["select count(*) from record where true"]
-    params: dict[str, Any] = {}
-    for name, value in where.items():
-        stmt = stmt.where(getattr(Record, name) == value)
-        count_sql.append(f"and {name} = :{name}")
-        params[name] = value
-    if status:
-        stmt = stmt.where(Record.status == status)
-        count_sql.append("and status = :status")
-        params["status"] = status
-    if disposition:
-        stmt = stmt.where(Record.disposition == disposition)
-        count_sql.append("and disposition = :disposition")
-        params["disposition"] = disposition
-    if q:
-        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = "%" + escaped + "%"
-        stmt = stmt.where(text("metadata::text ilike :q").bindparams(q=pattern))
-        count_sql.append("and metadata::text ilike :q")
-        params["q"] = pattern
-    total = (await session.execute(text(" ".join(count_sql)), params)).scalar_one()
-    if after is not None:
-        stmt = stmt.where(col(Record.id) > after)
-    rows = (await session.exec(stmt.order_by(col(Record.id)).limit(limit))).all()
-    next_after = rows[-1].id if len(rows) == limit else None
+    rows = (await session.exec(page_query(scope, after=f.after, limit=f.limit))).all()
+    next_after = rows[-1].id if len(rows) == f.limit else None
+    # Counted once, with the first page; later pages keep the figure the client already has.
+    counted = (
+        await count_records(await session.connection(), scope, job_total=job_total)
+        if f.after is None
+        else None
+    )
     return RecordsPublic(
-        data=[record_public(r) for r in rows], count=int(total), next_after=next_after
+        data=[record_public(r) for r in rows],
+        count=counted.count if counted else None,
+        count_estimated=counted.estimated if counted else False,
+        next_after=next_after,
     )
 
 
@@ -123,7 +107,7 @@ class RecordFilters:
 
     status: Status = None
     disposition: Annotated[SafeStr | None, Query(max_length=200)] = None
-    q: Annotated[SafeStr | None, Query(max_length=200)] = None
+    q: Annotated[SafeStr | None, Query(min_length=MIN_SEARCH, max_length=200)] = None
     after: Cursor | None = None
     limit: Limit = 100
 
@@ -131,28 +115,26 @@ class RecordFilters:
 Filters = Annotated[RecordFilters, Depends()]
 
 
+def _scope(f: RecordFilters, org_id: uuid.UUID, **where: uuid.UUID) -> RecordFilter:
+    return RecordFilter(org_id, status=f.status, disposition=f.disposition, q=f.q, **where)
+
+
 @router.get("/jobs/{job_id}/records")
 async def job_records(job: ReadableJob, session: SessionDep, f: Filters) -> RecordsPublic:
-    return await _page(session, where={"job_id": job.id}, **asdict(f))
+    return await _page(session, f, _scope(f, job.org_id, job_id=job.id), job_total=job.total)
 
 
 @router.get("/projects/{project_id}/records")
 async def project_records(
     project: ReadableProject, principal: Read, session: SessionDep, f: Filters
 ) -> RecordsPublic:
-    return await _page(session, where={"project_id": project.id}, **asdict(f))
+    return await _page(session, f, _scope(f, principal.org_id, project_id=project.id))
 
 
 async def record_children(session: SessionDep, record: Record) -> list[RecordChild]:
     """Supporting records this one started, plus (for a retry chain's root) every attempt."""
-    rows = await session.execute(
-        text(
-            "select id, link_attempt, status, job_id from record where org_id = :org"
-            " and (parent_record_id = :id or (root_record_id = :id and link_attempt is not null))"
-            " order by id"
-        ),
-        {"org": record.org_id, "id": record.id},
-    )
+    assert record.id is not None
+    rows = await session.execute(children_query(record.org_id, record.id))
     return [
         RecordChild(
             record_id=int(r[0]),

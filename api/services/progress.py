@@ -1,0 +1,170 @@
+"""Job progress for every viewer from one PostgreSQL poll per job and interval.
+
+`ProgressHub.current` answers `GET /jobs/{id}/progress` from the last poll while it is younger
+than the interval; `ProgressHub.watch` feeds the SSE stream: the first viewer of a job starts its
+poller, every later viewer subscribes to it, and the poller stops when the last one leaves.
+No Temporal query is involved: the records and the job row are kept current by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.job import TERMINAL_JOB, JobStatus
+from models.job_progress import JobPhase, JobProgressPublic
+from store.progress import ProgressRow, read_progress
+
+RATE_WINDOW_S = 30.0
+# A job nobody has asked about for this long loses its cached figures and rate samples.
+FORGET_AFTER_S = 120.0
+
+
+class JobGone(Exception):
+    """The job was deleted while someone watched it."""
+
+
+@dataclass
+class _Feed:
+    org_id: uuid.UUID
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last: JobProgressPublic | None = None
+    polled_at: float = 0.0
+    # (monotonic time, records done) of recent polls, for a rate that follows the job's pace.
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    viewers: set[asyncio.Queue[JobProgressPublic | None]] = field(default_factory=set)
+    poller: asyncio.Task[None] | None = None
+
+
+class ProgressHub:
+    def __init__(self, engine: AsyncEngine, *, interval: float = 1.0) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.polls = 0  # database polls made, for tests and metrics
+        self._feeds: dict[uuid.UUID, _Feed] = {}
+
+    def _feed(self, org_id: uuid.UUID, job_id: uuid.UUID) -> _Feed:
+        feed = self._feeds.get(job_id)
+        if feed is None:
+            self._forget_idle()
+            feed = self._feeds[job_id] = _Feed(org_id)
+        return feed
+
+    def _forget_idle(self) -> None:
+        now = time.monotonic()
+        for job_id, feed in list(self._feeds.items()):
+            if not feed.viewers and now - feed.polled_at > FORGET_AFTER_S:
+                del self._feeds[job_id]
+
+    async def current(self, org_id: uuid.UUID, job_id: uuid.UUID) -> JobProgressPublic:
+        feed = self._feed(org_id, job_id)
+        async with feed.lock:
+            if feed.last is None or time.monotonic() - feed.polled_at >= self.interval:
+                await self._poll(job_id, feed)
+            assert feed.last is not None
+            return feed.last
+
+    async def _poll(self, job_id: uuid.UUID, feed: _Feed) -> None:
+        self.polls += 1
+        async with self.engine.connect() as conn:
+            row = await read_progress(conn, feed.org_id, job_id)
+        if row is None:
+            raise JobGone(str(job_id))
+        now = time.monotonic()
+        feed.polled_at = now
+        feed.samples.append((now, row.done))
+        while feed.samples and now - feed.samples[0][0] > RATE_WINDOW_S:
+            feed.samples.popleft()
+        feed.last = progress_of(job_id, row, feed.samples)
+
+    async def watch(self, org_id: uuid.UUID, job_id: uuid.UUID) -> AsyncIterator[JobProgressPublic]:
+        """Snapshots as the shared poller takes them; ends after the job's final one."""
+        feed = self._feed(org_id, job_id)
+        inbox: asyncio.Queue[JobProgressPublic | None] = asyncio.Queue(maxsize=1)
+        feed.viewers.add(inbox)
+        if feed.last is not None and time.monotonic() - feed.polled_at < self.interval:
+            inbox.put_nowait(feed.last)
+        if feed.poller is None or feed.poller.done():
+            feed.poller = asyncio.create_task(self._run(job_id, feed))
+        try:
+            while True:
+                snapshot = await inbox.get()
+                if snapshot is None:
+                    return
+                yield snapshot
+                if snapshot.phase == JobPhase.ended:
+                    return
+        finally:
+            feed.viewers.discard(inbox)
+            if not feed.viewers and feed.poller is not None:
+                feed.poller.cancel()
+                feed.poller = None
+
+    async def _run(self, job_id: uuid.UUID, feed: _Feed) -> None:
+        while feed.viewers:
+            try:
+                snapshot = await self.current(feed.org_id, job_id)
+            except JobGone:
+                snapshot = None
+            for inbox in list(feed.viewers):
+                # A slow viewer gets the newest snapshot, not a backlog.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    inbox.get_nowait()
+                inbox.put_nowait(snapshot)
+            if snapshot is None or snapshot.phase == JobPhase.ended:
+                return
+            await asyncio.sleep(self.interval)
+
+
+def phase_of(status: str) -> JobPhase:
+    if status in TERMINAL_JOB:
+        return JobPhase.ended
+    return {
+        JobStatus.queued: JobPhase.preparing,
+        JobStatus.paused: JobPhase.paused,
+        JobStatus.waiting: JobPhase.waiting,
+    }.get(JobStatus(status), JobPhase.running)
+
+
+def progress_of(
+    job_id: uuid.UUID, row: ProgressRow, samples: deque[tuple[float, int]]
+) -> JobProgressPublic:
+    phase = phase_of(row.status)
+    total = max(row.total, row.counted)
+    rate: float | None = None
+    if phase != JobPhase.ended and len(samples) >= 2 and samples[-1][0] - samples[0][0] >= 2:
+        rate = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+    elif row.started_at is not None:
+        elapsed = ((row.ended_at or row.now) - row.started_at).total_seconds()
+        rate = row.done / elapsed if elapsed > 0 else None
+    remaining = total - row.done
+    eta = None
+    if phase != JobPhase.ended and rate and remaining > 0:
+        eta = round(remaining / rate, 1)
+    return JobProgressPublic(
+        job_id=job_id,
+        status=row.status,
+        phase=phase,
+        paused=phase == JobPhase.paused,
+        total=total,
+        pending=row.pending,
+        started=total - row.pending,
+        active=row.running,
+        waiting=row.waiting,
+        completed=row.completed,
+        failed=row.failed,
+        cancelled=row.cancelled,
+        done=row.done,
+        rate_per_s=round(rate, 2) if rate is not None else None,
+        eta_s=eta,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        as_of=row.now,
+    )
