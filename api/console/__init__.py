@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.console import auth, projects, tables
+from api.console import admin, auth, jobs, projects, spinners, tables
 from api.console.errors import install_console_errors
 from api.console.pages import HERE
 
 
 def mount_console(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    for module in (auth, projects, tables):
+    for module in (auth, projects, tables, spinners, jobs, admin):
         app.include_router(module.router, include_in_schema=False)
     install_console_errors(app)

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from api.console.api_client import ApiError
 from api.console.cookies import clear_session_cookie
-from api.console.pages import redirect, render
+from api.console.pages import current_me, redirect, render
 
 TITLES = {403: "Not allowed", 404: "Not found"}
 
@@ -21,6 +21,9 @@ def install_console_errors(app: FastAPI) -> None:
             clear_session_cookie(response)
             return response
         title = TITLES.get(exc.status, "Something went wrong")
-        return render(
-            request, "error.html", {"title": title, "message": exc.message}, status=exc.status
-        )
+        try:
+            me = await current_me(request)  # keeps the navigation on a refused page
+        except ApiError:
+            me = None
+        context = {"title": title, "message": exc.message, "me": me}
+        return render(request, "error.html", context, status=exc.status)

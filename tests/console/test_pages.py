@@ -158,3 +158,7 @@ class TestPages:
         assert page.status_code == 200
         assert "/admin/users" not in page.text
         assert "New project" not in page.text
+        for url in ("/admin/users", "/admin/vault"):
+            r = await client.get(url)
+            assert r.status_code == 403, url
+            assert "Missing permission" in r.text
