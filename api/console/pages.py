@@ -113,3 +113,12 @@ def redirect(request: Request, url: str) -> Response:
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Redirect": url})
     return Response(status_code=303, headers={"Location": url})
+
+
+class ConsolePage:
+    """Marks a console route for the route contract test. Its access is the API's: the page's
+    data and actions come from API routes called as the signed-in user, which enforce their own
+    permissions (a refused call becomes a 403 page, an ended session the sign-in page)."""
+
+    async def __call__(self) -> None:
+        return None
