@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client as TemporalClient
 
 from api.body_limit import BodyLimitMiddleware
+from api.console import mount_console
 from api.deps import PublicRoute
 from api.errors import LastResortMiddleware, install_error_handlers
 from api.routes import (
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RateLimited, rate_limited_response)
     app.include_router(health.router)
     app.include_router(api_router())
+    mount_console(app)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(PublicRoute())])
     async def openapi_at_root() -> JSONResponse:

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
+from api.console.cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_matches
 from api.errors import AppError, forbidden, temporal_unavailable
 from api.services.progress import ProgressHub
 from api.services.throttle import limit_public
@@ -191,10 +192,25 @@ async def user_permissions(session: AsyncSession, user_id: uuid.UUID) -> list[st
     return sorted(perms)
 
 
+def _session_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, settings: Settings
+) -> str:
+    """The bearer token, else the console's session cookie. A cookie is sent by the browser on
+    its own, so a state-changing call authenticated by it must also carry the CSRF header."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if credentials is not None or not cookie:
+        return _bearer(credentials)
+    if request.method not in SAFE_METHODS and not csrf_matches(
+        settings.secret_key.get_secret_value(), cookie, request.headers.get(CSRF_HEADER)
+    ):
+        raise AppError("Missing or wrong CSRF token", "CSRF_FAILED", 403)
+    return cookie
+
+
 async def get_principal(
-    credentials: SessionCredentials, session: SessionDep, settings: SettingsDep
+    request: Request, credentials: SessionCredentials, session: SessionDep, settings: SettingsDep
 ) -> Principal:
-    token = _bearer(credentials)
+    token = _session_token(request, credentials, settings)
     if token.startswith(API_KEY_PREFIX):
         raise AppError(
             "API keys cannot call this route; sign in and use a session token",

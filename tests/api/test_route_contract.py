@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, _iter_routes_with_context
 from httpx import AsyncClient
 
+from api.console.pages import ConsolePage
 from api.deps import PublicRoute, RequireApiKey, RequirePermission, RequireSignedIn
 from tests.builders import Account, invite, project, role_id
 
-ACCESS_MARKERS = (RequirePermission, RequireApiKey, PublicRoute, RequireSignedIn)
+# Console pages get their data from API routes called as the user (api/console/api_client.py).
+ACCESS_MARKERS = (RequirePermission, RequireApiKey, PublicRoute, RequireSignedIn, ConsolePage)
 NOT_AN_ID = {"token"}
 
 

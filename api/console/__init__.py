@@ -1,0 +1,19 @@
+"""The web console: server-rendered pages at `/` over the API's own routes (see api_client)."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.console import admin, auth, jobs, projects, spinners, tables
+from api.console.errors import install_console_errors
+from api.console.pages import HERE, ConsolePage
+
+
+def mount_console(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    for module in (auth, projects, tables, spinners, jobs, admin):
+        app.include_router(
+            module.router, include_in_schema=False, dependencies=[Depends(ConsolePage())]
+        )
+    install_console_errors(app)
