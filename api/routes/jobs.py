@@ -22,6 +22,7 @@ from api.deps import (
     UowDep,
 )
 from api.errors import AppError, is_not_found, not_found
+from api.number_text import NumberTextRoute
 from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
@@ -121,7 +122,6 @@ async def triggerable_spinner(
     return spinner
 
 
-@router.post("/public/trigger/{spinner_id}", status_code=201)
 async def api_trigger(
     spinner: Annotated[Spinner, Depends(triggerable_spinner)],
     key: TriggerKey,
@@ -151,6 +151,16 @@ async def api_trigger(
         settings=settings,
     )
     return await public(session, job)
+
+
+# Records sent with a trigger are ingested: their numbers keep their JSON text (api.number_text).
+router.add_api_route(
+    "/public/trigger/{spinner_id}",
+    api_trigger,
+    methods=["POST"],
+    status_code=201,
+    route_class_override=NumberTextRoute,
+)
 
 
 @router.get("/projects/{project_id}/jobs")
