@@ -26,6 +26,7 @@ from api.number_text import NumberTextRoute
 from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
+from api.services.spinners import run_warnings
 from models.base import RequestBody
 from models.data_table import DataTable
 from models.job import (
@@ -81,6 +82,13 @@ async def public(session: SessionDep, job: Job) -> JobPublic:
     return job_public(job, (await job_counts(session, [job.id]))[job.id])
 
 
+async def public_with_warnings(
+    session: SessionDep, job: Job, spinner: Spinner, table: DataTable
+) -> JobPublic:
+    warnings = await run_warnings(session, spinner, table, job.spinner_version_id)
+    return (await public(session, job)).model_copy(update={"warnings": warnings})
+
+
 @router.post("/spinners/{spinner_id}/run", status_code=201)
 async def run_now(
     spinner: Annotated[Spinner, Depends(runnable_spinner)],
@@ -102,7 +110,7 @@ async def run_now(
         temporal=temporal,
         settings=settings,
     )
-    return await public(uow.session, job)
+    return await public_with_warnings(uow.session, job, spinner, table)
 
 
 class TriggerBody(RequestBody):
@@ -150,7 +158,7 @@ async def api_trigger(
         temporal=temporal,
         settings=settings,
     )
-    return await public(session, job)
+    return await public_with_warnings(session, job, spinner, table)
 
 
 # Records sent with a trigger are ingested: their numbers keep their JSON text (api.number_text).

@@ -720,12 +720,14 @@ class TestBadInput:
             await asyncio.sleep(0.3)
             raise ConnectionResetError("client went away")
 
-        with pytest.raises(ConnectionResetError):
-            await client.post(
-                f"/api/v1/data-tables/{table['id']}/import",
-                content=breaks(),
-                headers={**admin.headers, **CSV_TYPE},
-            )
+        # In-process the client's error surfaces as the server's receive() raising, which the
+        # last-resort handler answers; a real client that went away never reads that answer.
+        r = await client.post(
+            f"/api/v1/data-tables/{table['id']}/import",
+            content=breaks(),
+            headers={**admin.headers, **CSV_TYPE},
+        )
+        assert r.status_code >= 400
         assert stored_rows(settings, table["id"]) == 0
         after = await get_table(client, admin, table["id"])
         assert after["row_count"] == 0 and after["columns"] == []
