@@ -27,28 +27,38 @@ class BodyLimitMiddleware:
             await self._reject(send, limit)
             return
         seen = 0
-        started = False
+        exceeded = False
+        answered = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal answered
+            if exceeded:
+                # FastAPI turns any error while it reads a JSON body (ours included) into its own
+                # 400; whatever the app answers once the limit was passed, the answer is 413.
+                if not answered:
+                    answered = True
+                    await self._reject(send, limit)
+                return
             if message["type"] == "http.response.start":
-                started = True
+                answered = True
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if not started:
-                await self._reject(send, limit)
+            pass
+        if exceeded and not answered:
+            await self._reject(send, limit)
 
     @staticmethod
     async def _reject(send: Send, limit: int) -> None:

@@ -18,6 +18,7 @@ from models.base import (
     org_field,
     tz_field,
 )
+from models.spinner import IssuePublic
 
 
 class JobStatus(StrEnum):
@@ -108,6 +109,8 @@ class JobPublic(PublicModel):
     ended_at: datetime | None
     duration_s: float | None
     parent_job_id: uuid.UUID | None = None
+    # Only in the answer to Run now and the trigger: templates checked against the run's table.
+    warnings: list[IssuePublic] = []
 
 
 class JobsPublic(PublicModel):

@@ -38,6 +38,8 @@ class Record(SQLModel, table=True):
     project_id: uuid.UUID = Field(foreign_key="project.id", index=True, ondelete="CASCADE")
     row_id: int | None = Field(default=None, sa_type=BigInteger)
     status: str = Field(default=RecordStatus.pending.value, max_length=16)
+    # The job's spinner version, copied when the record is written so listings need no join.
+    spinner_version: int | None = None
     disposition: str | None = Field(default=None, max_length=200)
     metadata_: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column("metadata", JSONB, nullable=False)

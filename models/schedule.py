@@ -7,6 +7,7 @@ from pydantic import Field as PydField
 from sqlmodel import Field, SQLModel
 
 from models.base import PublicModel, RequestBody, created_field, id_field, org_field
+from models.spinner import IssuePublic
 
 
 class SpinnerSchedule(SQLModel, table=True):
@@ -42,6 +43,8 @@ class SchedulePublic(PublicModel):
     paused: bool
     created_at: datetime
     next_runs: list[datetime] = []
+    # Only in the answer to its creation: templates checked against the schedule's table.
+    warnings: list[IssuePublic] = []
 
 
 class SchedulesPublic(PublicModel):

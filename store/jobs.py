@@ -130,10 +130,10 @@ async def create_job(
         if isinstance(records, TableRows):
             if not job.created:  # a retried firing: its records were written with its job
                 return job
-            total = await _snapshot_rows(conn, new, job.id, records)
+            total = await _snapshot_rows(conn, new, job, records)
             await consume_monthly(conn, new.org_id, plan, Meter.records_spun, total)
             return _with(job, total=total)
-        record_id, inserted = await _insert_child(conn, new, job.id, records)
+        record_id, inserted = await _insert_child(conn, new, job, records)
         if inserted:
             await consume_monthly(conn, new.org_id, plan, Meter.records_spun)
             await conn.execute(
@@ -252,7 +252,7 @@ def _row_ids_json(records: TableRows | ChildRecord) -> str | None:
 
 
 async def _snapshot_rows(
-    conn: AsyncConnection, new: NewJob, job_id: uuid.UUID, rows: TableRows
+    conn: AsyncConnection, new: NewJob, job: CreatedJob, rows: TableRows
 ) -> int:
     """The job's records, one per selected row, holding the metadata fields only (all columns
     when the table declares none)."""
@@ -273,12 +273,14 @@ async def _snapshot_rows(
     inserted = await conn.execute(
         text(
             "insert into record (org_id, job_id, project_id, row_id, status, metadata, outcomes,"
-            f" attempts, created_at) select :org, :job, :project, d.row_id, 'pending', {projection},"
-            f" '{{}}'::jsonb, 0, now() from data_row d where {' and '.join(where)} order by d.row_id"
+            " attempts, created_at, spinner_version) select :org, :job, :project, d.row_id,"
+            f" 'pending', {projection}, '{{}}'::jsonb, 0, now(), :version from data_row d"
+            f" where {' and '.join(where)} order by d.row_id"
         ),
         {
             "org": new.org_id,
-            "job": job_id,
+            "job": job.id,
+            "version": job.spinner_version,
             "project": new.project_id,
             "table": new.table_id,
             "fields": list(new.metadata_fields),
@@ -287,12 +289,12 @@ async def _snapshot_rows(
         },
     )
     total = int(inserted.rowcount)
-    await conn.execute(text("update job set total = :t where id = :j"), {"t": total, "j": job_id})
+    await conn.execute(text("update job set total = :t where id = :j"), {"t": total, "j": job.id})
     return total
 
 
 async def _insert_child(
-    conn: AsyncConnection, new: NewJob, job_id: uuid.UUID, child: ChildRecord
+    conn: AsyncConnection, new: NewJob, job: CreatedJob, child: ChildRecord
 ) -> tuple[int, bool]:
     """(record id, inserted): a repeated start finds the child its first start wrote."""
     inserted = (
@@ -300,13 +302,14 @@ async def _insert_child(
             text(
                 "insert into record (org_id, job_id, project_id, row_id, status, metadata, outcomes,"
                 " attempts, created_at, workflow_id, parent_record_id, root_record_id, link_id,"
-                " link_attempt) values (:org, :job, :project, :row, :status,"
+                " link_attempt, spinner_version) values (:org, :job, :project, :row, :status,"
                 " cast(:metadata as jsonb), '{}'::jsonb, 0, now(), :wf, :parent, :root, :link,"
-                " :attempt) on conflict do nothing returning id"
+                " :attempt, :version) on conflict do nothing returning id"
             ),
             {
                 "org": new.org_id,
-                "job": job_id,
+                "job": job.id,
+                "version": job.spinner_version,
                 "project": new.project_id,
                 "row": child.row_id,
                 "status": "waiting" if child.waiting else "pending",

@@ -16,7 +16,7 @@ from api.console.projects import project_of
 from api.console.yaml_lines import line_of, yaml_error_line
 from api.deps import SessionDep
 from api.routes.spinners import ReadableSpinner
-from api.services.spinners import as_public, check, project_fields
+from api.services.spinners import as_public, check, save_time_fields
 from models.spinner_language.validation import parse_definition
 
 router = APIRouter()
@@ -110,7 +110,7 @@ async def check_draft(
     """Live validation while typing: the API's own checks, nothing saved."""
     data, issues = _parsed(definition)
     if data is not None:
-        found = check(data, await project_fields(session, spinner.project_id))
+        found = check(data, *await save_time_fields(session, spinner))
         issues = [i.model_dump() for i in as_public(found)]
     return render(request, "issues.html", {"issues": _located(definition, issues), "live": True})
 

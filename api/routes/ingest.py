@@ -9,13 +9,15 @@ from sqlmodel import select
 
 from api.deps import KeyPrincipal, PublicRoute, RequireApiKey, SessionDep, SettingsDep
 from api.errors import not_found
+from api.number_text import NumberTextRoute
 from api.services.ingest import ingest
 from api.services.throttle import limit_public, org_plan
 from infra.security import token_hash
 from models.data_table import DataTable, IngestBody, IngestResult, KeyIngestBody
 from models.fields import SafeStr
 
-router = APIRouter(prefix="/public", tags=["ingest"])
+# Numbers keep their JSON text: see api.number_text.
+router = APIRouter(prefix="/public", tags=["ingest"], route_class=NumberTextRoute)
 IngestKey = Annotated[KeyPrincipal, Depends(RequireApiKey("ingest"))]
 IdempotencyKey = Annotated[
     str | None,

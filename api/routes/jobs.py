@@ -25,10 +25,12 @@ from api.deps import (
     UowDep,
 )
 from api.errors import AppError, is_not_found, not_found
+from api.number_text import NumberTextRoute
 from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
 from api.services.progress import JobGone
+from api.services.spinners import run_warnings
 from models.base import RequestBody
 from models.data_table import DataTable
 from models.job import (
@@ -85,6 +87,13 @@ async def public(session: SessionDep, job: Job) -> JobPublic:
     return job_public(job, (await job_counts(session, [job.id]))[job.id])
 
 
+async def public_with_warnings(
+    session: SessionDep, job: Job, spinner: Spinner, table: DataTable
+) -> JobPublic:
+    warnings = await run_warnings(session, spinner, table, job.spinner_version_id)
+    return (await public(session, job)).model_copy(update={"warnings": warnings})
+
+
 @router.post("/spinners/{spinner_id}/run", status_code=201)
 async def run_now(
     spinner: Annotated[Spinner, Depends(runnable_spinner)],
@@ -106,7 +115,7 @@ async def run_now(
         temporal=temporal,
         settings=settings,
     )
-    return await public(uow.session, job)
+    return await public_with_warnings(uow.session, job, spinner, table)
 
 
 class TriggerBody(RequestBody):
@@ -126,7 +135,6 @@ async def triggerable_spinner(
     return spinner
 
 
-@router.post("/public/trigger/{spinner_id}", status_code=201)
 async def api_trigger(
     spinner: Annotated[Spinner, Depends(triggerable_spinner)],
     key: TriggerKey,
@@ -155,7 +163,17 @@ async def api_trigger(
         temporal=temporal,
         settings=settings,
     )
-    return await public(session, job)
+    return await public_with_warnings(session, job, spinner, table)
+
+
+# Records sent with a trigger are ingested: their numbers keep their JSON text (api.number_text).
+router.add_api_route(
+    "/public/trigger/{spinner_id}",
+    api_trigger,
+    methods=["POST"],
+    status_code=201,
+    route_class_override=NumberTextRoute,
+)
 
 
 @router.get("/projects/{project_id}/jobs")

@@ -15,7 +15,6 @@ from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
 from api.services.journey import attempt_counts, derive_journey, store_snapshots
 from models.fields import Cursor, DbId, SafeStr
-from models.job import Job
 from models.journey import JourneyPublic, JourneySnapshot
 from models.record import (
     TERMINAL_RECORD,
@@ -49,7 +48,7 @@ async def readable_record(record_id: DbId, principal: Read, session: SessionDep)
 ReadableRecord = Annotated[Record, Depends(readable_record)]
 
 
-def record_public(r: Record, version: int | None = None) -> RecordPublic:
+def record_public(r: Record) -> RecordPublic:
     assert r.id is not None
     duration = (
         int((r.ended_at - r.started_at).total_seconds() * 1000)
@@ -67,7 +66,7 @@ def record_public(r: Record, version: int | None = None) -> RecordPublic:
         outcomes=outcome_view(r.outcomes),
         error=r.error,
         failed_step=r.failed_step,
-        spinner_version=version,
+        spinner_version=r.spinner_version,
         created_at=r.created_at,
         started_at=r.started_at,
         ended_at=r.ended_at,
@@ -149,8 +148,7 @@ async def record_children(session: SessionDep, record: Record) -> list[RecordChi
 
 @router.get("/records/{record_id}")
 async def get_record(record: ReadableRecord, session: SessionDep) -> RecordPublic:
-    job = await session.get(Job, record.job_id)
-    public = record_public(record, job.spinner_version if job else None)
+    public = record_public(record)
     return public.model_copy(update={"children": await record_children(session, record)})
 
 

@@ -21,6 +21,7 @@ from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep, Uow
 from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import runnable_spinner, table_for
 from api.routes.spinners import ReadableSpinner
+from api.services.spinners import run_warnings
 from infra.settings import Settings
 from models.schedule import ScheduleCreate, SchedulePublic, SchedulesPublic, SpinnerSchedule
 from models.spinner import Spinner
@@ -112,7 +113,9 @@ async def create_schedule(
         raise AppError(
             f"Temporal refused the schedule: {exc.message}", "VALIDATION_ERROR", 422
         ) from exc
-    return await public(temporal, sched)
+    out = await public(temporal, sched)
+    out.warnings = await run_warnings(uow.session, spinner, table)
+    return out
 
 
 @router.get("/spinners/{spinner_id}/schedules")

@@ -13,7 +13,7 @@ from api.deps import Allow, Principal, SessionDep
 from api.errors import not_found
 from api.routes.projects import ReadableProject, WritableProject
 from api.services.plan_limits import ensure_capacity, register_capacity_meter
-from api.services.spinners import as_public, check, project_fields, publish
+from api.services.spinners import as_public, check_saved, publish
 from models.plan import Meter
 from models.spinner import (
     Spinner,
@@ -61,11 +61,7 @@ WritableSpinner = Annotated[Spinner, Depends(writable_spinner)]
 
 
 async def to_public(session: SessionDep, spinner: Spinner) -> SpinnerPublic:
-    issues = (
-        check(spinner.draft, await project_fields(session, spinner.project_id))
-        if spinner.draft
-        else []
-    )
+    issues = await check_saved(session, spinner)
     return SpinnerPublic.model_validate(spinner).model_copy(update={"issues": as_public(issues)})
 
 

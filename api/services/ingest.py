@@ -1,14 +1,17 @@
 """Ingest: JSON records appended to a data table, with optional Idempotency-Key replay.
 
 Records must carry exactly the table's columns. Cells are stored as text, like an imported CSV,
-so a row looks the same whichever way it arrived (numbers and booleans become their JSON text,
-null becomes an empty cell).
+so a row looks the same whichever way it arrived: a number keeps the JSON text it was sent as
+(`1e5` stays `1e5`, `1.10` stays `1.10`; the routes parse bodies with `api.number_text`), a
+boolean becomes `true`/`false`, null an empty cell. `NaN`, `Infinity` and numbers past the
+float range (`1E400`) are refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,6 +20,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
+from api.number_text import NonFiniteNumber
 from api.services.csv_import.header import mismatch_error
 from models.data_table import DataTable, IngestResult
 
@@ -61,6 +65,20 @@ def table_empty() -> AppError:
 
 
 def _cell(value: Any, where: str) -> str:
+    if isinstance(value, NonFiniteNumber) or (
+        isinstance(value, float) and not math.isfinite(value)
+    ):
+        raise AppError(
+            f"{where} is {value}: numbers must be finite",
+            "VALIDATION_ERROR",
+            422,
+            [
+                {
+                    "field": where,
+                    "message": "NaN, Infinity and numbers past the float range are not allowed",
+                }
+            ],
+        )
     if isinstance(value, str):
         if "\x00" in value:
             raise AppError(f"{where} contains a NUL character", "VALIDATION_ERROR", 422)

@@ -1,37 +1,85 @@
-"""Spinner drafts, validation and publishing."""
+"""Spinner drafts, validation and publishing.
+
+Which metadata fields a template may name depends on the table a run reads, and a spinner is
+not bound to one table. So templates are checked against the table itself when one is known:
+Run now, the public trigger and schedule creation answer with `warnings` for that table's fields.
+When a spinner is saved or published no table is given: it is checked against the tables it has
+already run on or is scheduled on, and against every table of the project only when there are
+none.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
+from models.data_table import DataTable
 from models.spinner import IssuePublic, Spinner, SpinnerVersion
 from models.spinner_language.definition import definition_hash
 from models.spinner_language.errors import ValidationIssue
 from models.spinner_language.validation import parse_definition, validate_definition
 
 
-async def project_fields(session: AsyncSession, project_id: uuid.UUID) -> list[str]:
-    """Names templates may use: every table's metadata fields (or all columns when none chosen)."""
-    from models.data_table import DataTable
-
-    fields: set[str] = set()
-    for table in (
-        await session.exec(select(DataTable).where(DataTable.project_id == project_id))
-    ).all():
-        fields.update(table.metadata_fields or table.columns or [])
-    return sorted(fields)
+def table_fields(table: DataTable) -> list[str]:
+    """What a record of this table carries: its metadata fields, or all columns when none chosen."""
+    return list(table.metadata_fields or table.columns or [])
 
 
-def check(definition: dict[str, Any], fields: list[str]) -> list[ValidationIssue]:
+KNOWN_TABLES = text(
+    "select table_id from job where spinner_id = :s and table_id is not null"
+    " union select table_id from spinner_schedule where spinner_id = :s"
+)
+
+
+async def save_time_fields(session: AsyncSession, spinner: Spinner) -> tuple[list[str], str]:
+    """(fields, where): those of the tables the spinner runs on, else of the whole project."""
+    known = [r[0] for r in await session.execute(KNOWN_TABLES, {"s": spinner.id})]
+    stmt = select(DataTable).where(DataTable.project_id == spinner.project_id)
+    if known:
+        stmt = stmt.where(col(DataTable.id).in_(known))
+    tables = (await session.exec(stmt.order_by(col(DataTable.name)))).all()
+    fields = sorted({f for table in tables for f in table_fields(table)})
+    if known and len(tables) == 1:
+        return fields, f"table '{tables[0].name}'"
+    return fields, "the tables this spinner runs on" if known else "the project"
+
+
+def check(
+    definition: dict[str, Any], fields: list[str], where: str = "the project"
+) -> list[ValidationIssue]:
     parsed, issues = parse_definition(definition)
     if parsed is not None:
-        issues = issues + validate_definition(parsed, fields)
+        issues = issues + validate_definition(parsed, fields, where)
     return issues
+
+
+async def check_saved(session: AsyncSession, spinner: Spinner) -> list[ValidationIssue]:
+    """The draft's issues at save time (see the module docstring)."""
+    if not spinner.draft:
+        return []
+    fields, where = await save_time_fields(session, spinner)
+    return check(spinner.draft, fields, where)
+
+
+async def run_warnings(
+    session: AsyncSession, spinner: Spinner, table: DataTable, version_id: uuid.UUID | None = None
+) -> list[IssuePublic]:
+    """Warnings of the definition a run of `table` uses (the given or latest published version,
+    else the draft) against that table's own fields."""
+    stmt = select(SpinnerVersion).where(SpinnerVersion.spinner_id == spinner.id)
+    if version_id is not None:
+        stmt = stmt.where(SpinnerVersion.id == version_id)
+    version = (await session.exec(stmt.order_by(col(SpinnerVersion.version).desc()))).first()
+    definition = version.definition if version is not None else spinner.draft
+    if not definition or not table.columns:
+        return []
+    issues = check(definition, table_fields(table), f"table '{table.name}'")
+    return as_public([i for i in issues if i.level == "warning"])
 
 
 def as_public(issues: list[ValidationIssue]) -> list[IssuePublic]:
@@ -46,7 +94,7 @@ async def publish(
 ) -> SpinnerVersion:
     if not spinner.draft:
         raise AppError("The draft has no steps to publish", "VALIDATION_ERROR", 422)
-    issues = check(spinner.draft, await project_fields(session, spinner.project_id))
+    issues = await check_saved(session, spinner)
     errors = [i for i in issues if i.level == "error"]
     if errors:
         raise AppError(

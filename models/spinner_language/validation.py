@@ -36,17 +36,23 @@ def parse_definition(data: Any) -> tuple[SpinnerDefinition | None, list[Validati
 
 
 def validate_definition(
-    definition: SpinnerDefinition, metadata_fields: list[str]
+    definition: SpinnerDefinition, metadata_fields: list[str], where: str = "the project"
 ) -> list[ValidationIssue]:
-    """Every problem in a parsed definition, errors and warnings, grouped by check."""
-    return _Checker(definition, metadata_fields).run()
+    """Every problem in a parsed definition, errors and warnings, grouped by check.
+
+    `where` names the source of `metadata_fields` in warnings ("the project", "table 'x'").
+    """
+    return _Checker(definition, metadata_fields, where).run()
 
 
 class _Checker:
-    def __init__(self, definition: SpinnerDefinition, metadata_fields: list[str]) -> None:
+    def __init__(
+        self, definition: SpinnerDefinition, metadata_fields: list[str], where: str
+    ) -> None:
         self.definition = definition
         self.steps = definition.steps
         self.fields = set(metadata_fields)
+        self.where = where
         self.issues: list[ValidationIssue] = []
         # The first step with an id wins; later duplicates are reported and ignored.
         self.index: dict[str, int] = {}
@@ -184,7 +190,7 @@ class _Checker:
                     self._warn(
                         step,
                         self._path(step, suffix),
-                        f"'{column}' is not a metadata field of this project{hint}",
+                        f"'{column}' is not a metadata field of {self.where}{hint}",
                     )
 
     def _check_references(
@@ -204,7 +210,7 @@ class _Checker:
             if parts[1] in self.fields:
                 return None
             hint = _did_you_mean(parts[1], self.fields, prefix="payload.")
-            return f"'{ref}': the project has no metadata field '{parts[1]}'{hint}"
+            return f"'{ref}': {self.where} has no metadata field '{parts[1]}'{hint}"
         if root == "context":
             if parts[1] in CONTEXT_FIELDS:
                 return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import pytest
 from httpx import AsyncClient
 
 from infra.db import libpq_url
@@ -163,6 +165,85 @@ class TestIngestWebhook:
         )
         assert r.status_code == 422 and "records[0].note" in r.json()["message"]
         assert (await get_table(client, admin, table["id"]))["row_count"] == 2
+
+    async def test_numbers_keep_their_json_text(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        table = await imported(client, admin, "name,amount,rate,big\nAda,1,2,3\n")
+        url = await webhook(client, admin, table["id"])
+        raw = (
+            '{"records": [{"name": "Bo", "amount": 1e5, "rate": 1.10,'
+            ' "big": 123456789012345678901234567890},'
+            ' {"name": "Cy", "amount": -0.0, "rate": 2E-3, "big": 7}]}'
+        )
+        r = await client.post(url, content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        rows = await all_rows(client, admin, table["id"])
+        assert rows[1:] == [
+            {
+                "name": "Bo",
+                "amount": "1e5",
+                "rate": "1.10",
+                "big": "123456789012345678901234567890",
+            },
+            {"name": "Cy", "amount": "-0.0", "rate": "2E-3", "big": "7"},
+        ]
+
+    @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1E400", "-2e999"])
+    async def test_non_finite_numbers_are_refused(
+        self, client: AsyncClient, settings: Settings, number: str
+    ) -> None:
+        admin = await signup(client)
+        table = await imported(client, admin, "name,amount\nAda,1\n")
+        url = await webhook(client, admin, table["id"])
+        raw = (
+            f'{{"records": [{{"name": "Bo", "amount": 1}}, {{"name": "Cy", "amount": {number}}}]}}'
+        )
+        r = await client.post(url, content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+        body = r.json()
+        assert body["errorCode"] == "VALIDATION_ERROR"
+        assert body["message"] == f"records[1].amount is {number}: numbers must be finite"
+        assert stored_rows(settings, table["id"]) == 1
+        keyed = await client.post(
+            KEY_INGEST,
+            content=raw.replace("{", f'{{"dataTableId": "{table["id"]}", ', 1),
+            headers={
+                "Content-Type": "application/json",
+                **await key_headers(client, admin, ["ingest"]),
+            },
+        )
+        assert keyed.status_code == 422, keyed.text
+        assert "records[1].amount" in keyed.json()["message"]
+        assert stored_rows(settings, table["id"]) == 1
+
+    async def test_chunked_body_over_the_limit_is_413(
+        self, client: AsyncClient, settings: Settings
+    ) -> None:
+        admin = await signup(client)
+        table = await imported(client, admin, CSV)
+        url = await webhook(client, admin, table["id"])
+        sent = 0
+
+        async def ten_megabytes() -> AsyncIterator[bytes]:
+            # No Content-Length: the limit is only found while the body streams in.
+            nonlocal sent
+            yield b'{"records": ['
+            chunk = b",".join([b'{"name": "Ada", "phone": "+14155550100"}'] * 1000) + b","
+            for _ in range(10 * 1024 * 1024 // len(chunk)):
+                sent += 1
+                yield chunk
+            yield b'{"name": "Bo", "phone": "+14155550101"}]}'
+
+        r = await client.post(
+            url, content=ten_megabytes(), headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 413, r.text
+        assert r.json() == {
+            "message": f"Request body is larger than {settings.max_body_bytes} bytes",
+            "errorCode": "PAYLOAD_TOO_LARGE",
+        }
+        assert stored_rows(settings, table["id"]) == 1
+        assert sent * 40_000 < 2 * settings.max_body_bytes  # the rest was never read
 
 
 class TestKeyIngest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+from collections import deque
 from collections.abc import Iterator
 from functools import partial
 from itertools import chain
@@ -12,6 +13,8 @@ from api.errors import AppError
 from api.services.csv_import.errors import bad
 
 MAX_LINE_CHARS = 16 * 1024 * 1024
+# csv.reader's own limit (131,072 by default) would refuse long cells with a misleading message.
+MAX_CELL_CHARS = MAX_LINE_CHARS
 
 _line_reader = partial(io.StringIO, newline="")
 
@@ -22,6 +25,10 @@ class TextDecoder:
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self.newlines = 0
+        # The pieces handed to csv.reader since the current batch began, as (first line - 1,
+        # last line, text): an error is located by reading them again (see locating.py).
+        self._kept: deque[tuple[int, int, str]] = deque()
+        self._lines_out = 0
 
     def texts(self, blocks: Iterator[bytes]) -> Iterator[str]:
         for block in blocks:
@@ -73,9 +80,34 @@ class TextDecoder:
                 pending = text
                 continue
             pending = text[cut:]
-            yield text[:cut] if pending else text
+            yield self._keep(text[:cut] if pending else text)
         if pending:
-            yield pending
+            yield self._keep(pending)
+
+    def _keep(self, piece: str) -> str:
+        lines = piece.count("\n")
+        if "\r" in piece:
+            lines += piece.count("\r") - piece.count("\r\n")
+        if not piece.endswith(("\n", "\r")):
+            lines += 1  # the file's last line, without a line break
+        self._kept.append((self._lines_out, self._lines_out + lines, piece))
+        self._lines_out += lines
+        return piece
+
+    def keep_from(self, line: int) -> None:
+        """Forget the pieces that end before `line`; the reader will not fail inside them."""
+        while self._kept and self._kept[0][1] < line:
+            self._kept.popleft()
+
+    def kept_lines(self, first: int, last: int) -> list[str]:
+        """Lines `first`..`last` (1-based, as csv.reader's line_num counts them) still kept."""
+        out: list[str] = []
+        for before, end, piece in self._kept:
+            if end < first or before >= last:
+                continue
+            lines = list(_line_reader(piece))
+            out.extend(lines[max(first - before - 1, 0) : last - before])
+        return out
 
     def _too_long(self) -> AppError:
         line = self.newlines + 1

@@ -39,6 +39,24 @@ def malformed(line: int, exc: csv.Error) -> AppError:
     )
 
 
+def unclosed_quote(line: int, column: int) -> AppError:
+    return bad(
+        "CSV_MALFORMED",
+        f"Line {line}, column {column}: a quoted cell starts here and its closing quote never "
+        "comes; check its quotes",
+        {"line": line, "column": column},
+    )
+
+
+def cell_too_large(line: int, column: int, limit: int) -> AppError:
+    return bad(
+        "CSV_CELL_TOO_LARGE",
+        f"Line {line}, column {column}: cell too large (more than {limit:,} characters); if it "
+        "should be shorter, check the quotes before it",
+        {"line": line, "column": column, "max": limit},
+    )
+
+
 def table_not_empty() -> AppError:
     return AppError(
         "This data table already has rows; append to it, or import into a new table",

@@ -17,15 +17,18 @@ from psycopg.types.json import Jsonb
 
 from api.errors import AppError
 from api.services.csv_import.copy_format import COPY_SQL, copy_text, row_template
-from api.services.csv_import.decoding import TextDecoder
+from api.services.csv_import.decoding import MAX_CELL_CHARS, TextDecoder
 from api.services.csv_import.errors import (
     bad,
+    cell_too_large,
     malformed,
     ragged_row,
     table_empty_for_append,
     table_not_empty,
+    unclosed_quote,
 )
 from api.services.csv_import.header import check_header, schema_mismatch
+from api.services.csv_import.locating import locate_failure
 from api.services.csv_import.sniffing import sniff_delimiter
 from api.services.formula_guard import unguard
 
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 SAMPLE_CHARS = 64 * 1024
 COPY_BATCH_ROWS = 2000
 APPLICATION_NAME = "cxgear csv import"
+
+# Process-wide, but every reader in the API wants the same: cells as long as a line may be.
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 class ImportMode(StrEnum):
@@ -68,6 +74,9 @@ class CsvLoader:
         self.max_columns = max_columns
         # The file may come from our export, whose guard ' is removed again (see formula_guard).
         self.formula_guard = formula_guard
+        # Set once the file's delimiter is known; read again only to locate a CSV error.
+        self._text = TextDecoder()
+        self._delimiter = ","
 
     def run(self, blocks: Iterator[bytes]) -> LoadResult:
         with psycopg.connect(
@@ -92,6 +101,8 @@ class CsvLoader:
             reader = csv.reader(
                 text.lines(chain([sample], texts)), delimiter=delimiter, strict=True
             )
+            self._text = text
+            self._delimiter = delimiter
             header = self._header(reader)
             if self.mode is ImportMode.append:
                 mismatch = schema_mismatch(columns, header)
@@ -141,8 +152,19 @@ class CsvLoader:
                         row = [unguard(cell) for cell in row]
                     return check_header(row, self.max_columns)
         except csv.Error as exc:
-            raise malformed(reader.line_num, exc) from None
+            raise self._located(exc, 0, reader.line_num) from None
         raise bad("CSV_EMPTY", "The file is empty")
+
+    def _located(self, exc: csv.Error, before: int, line: int) -> AppError:
+        """The error of a csv.Error raised after `before` lines, with `line` lines consumed."""
+        failure = locate_failure(
+            self._text.kept_lines(before + 1, line), before + 1, self._delimiter, MAX_CELL_CHARS
+        )
+        if failure.too_large is not None:
+            return cell_too_large(failure.too_large.line, failure.too_large.column, MAX_CELL_CHARS)
+        if failure.open_quote is not None:
+            return unclosed_quote(failure.open_quote.line, failure.open_quote.column)
+        return malformed(line, exc)
 
     def _copy(self, conn: psycopg.Connection[Any], reader: Any, header: list[str]) -> int:
         template = row_template(self.table_id, header)
@@ -156,10 +178,11 @@ class CsvLoader:
         with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
             while True:
                 before = reader.line_num
+                self._text.keep_from(before + 1)
                 try:
                     rows = list(islice(reader, COPY_BATCH_ROWS))
                 except csv.Error as exc:
-                    raise malformed(reader.line_num, exc) from None
+                    raise self._located(exc, before, reader.line_num) from None
                 if not rows:
                     return inserted
                 try:

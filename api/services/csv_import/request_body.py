@@ -29,6 +29,7 @@ class _MultipartFile:
     def __init__(self, boundary: bytes) -> None:
         self.out: list[bytes] = []
         self.found = False
+        self.file_parts = 0
         self.ended = False
         self._in_file = False
         self._field = bytearray()
@@ -65,7 +66,15 @@ class _MultipartFile:
 
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition"))
-        if options.get(b"name") == b"file" and not self.found:
+        if options.get(b"name") == b"file" or b"filename" in options:
+            self.file_parts += 1
+        if self.file_parts > 1:
+            # Importing one and dropping the other would lose rows without a word.
+            raise bad(
+                "MULTIPLE_FILES",
+                "The multipart upload has more than one file; send one CSV per request",
+            )
+        if options.get(b"name") == b"file":
             self.found = True
             self._in_file = True
 
