@@ -1,6 +1,7 @@
 """Committed histories must replay on today's workflow code without non-determinism.
 
-One history per workflow shape, recorded by `python -m tests.workflows.record_histories`.
+Histories of every workflow and path, recorded by `python -m tests.workflows.record_histories`;
+tests/workflows/test_replay_mutations.py proves that every branch of the workflows is replayed.
 """
 
 from __future__ import annotations
@@ -15,14 +16,32 @@ from workflows.registry import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 SHAPES = {
+    # JobWorkflow
+    "job_continue_as_new",
+    "job_continued_run",
+    "job_waiting_records",
+    "job_pause_sweep_resume",
+    "job_cancelled",
+    "job_redriven",
+    # RecordWorkflow
     "record_plain",
+    "record_cheap_failure",
     "record_waits",
+    "record_wait_kinds",
+    "record_send_outcomes",
+    "record_function_ai",
     "record_callback",
+    "record_callback_timeout",
     "record_callback_child",
     "record_retry_parent",
     "record_retry_child",
-    "job_continue_as_new",
+    "record_failed",
+    "record_redriven",
+    "record_cancelled_waiting",
+    "record_cancelled_in_call",
+    # ScheduledRunWorkflow
     "scheduled_run",
+    "scheduled_run_skipped",
 }
 WHAT_TO_DO = """\
 {name} no longer replays on today's workflow code: {failure}
