@@ -31,6 +31,7 @@ from cxgear.stack.scratch import scratch_stack
 from infra.settings import Settings
 from tests.builders import (
     Account,
+    callback_secret,
     contacts_csv,
     make_spinner,
     make_table,
@@ -80,7 +81,7 @@ async def run_jobs(client: Client, settings: Settings) -> None:
             admin = await signup(c)
             p = await project(c, admin)
             table = await make_table(c, admin, project_id=p["id"], csv_text=contacts_csv(3))
-            secret = (await c.get("/api/v1/callback-secret", headers=admin.headers)).json()
+            secret = {"secret": await callback_secret(c, admin)}
             crm = settings.http_allowed_hosts[0]
 
             plain = await make_spinner(c, admin, project_id=p["id"], definition=four_steps(crm))
@@ -96,6 +97,12 @@ async def run_jobs(client: Client, settings: Settings) -> None:
             await record_waits(client, c, admin, p, table, secret["secret"])
             await record_supporting(client, c, admin, p, table, secret["secret"])
             await record_scheduled(client, c, admin, p, table)
+
+
+async def callback_url_of(c: AsyncClient, admin: Account, record_id: int) -> str:
+    r = await c.get(f"/api/v1/records/{record_id}", headers=admin.headers)
+    url: str = r.json()["callback_url"]
+    return url
 
 
 async def record_waits(
@@ -138,7 +145,9 @@ async def record_waits(
         assert time.monotonic() < deadline, "the record never reached its SMS"
         await asyncio.sleep(0.2)
     await asyncio.sleep(1)  # the send has gone out and the record waits for the reply
-    ok = await post_callback(c, secret, rid, {"reply": "yes"}, event="reply-1")
+    ok = await post_callback(
+        c, secret, await callback_url_of(c, admin, rid), {"reply": "yes"}, event="reply-1"
+    )
     assert ok.status_code == 200, ok.text
     await handle.result()
     await save(client, record_workflow_id(rid), "record_waits")
@@ -173,7 +182,13 @@ async def record_supporting(
     job = await run_now(c, admin, waits, table)
     await wait_job(c, admin, job, until=("waiting",))
     rid = await first_record(c, admin, job)
-    ok = await post_callback(c, secret, rid, {"event": "escalate", "answer": "yes"}, event="e1")
+    ok = await post_callback(
+        c,
+        secret,
+        await callback_url_of(c, admin, rid),
+        {"event": "escalate", "answer": "yes"},
+        event="e1",
+    )
     assert ok.status_code == 200, ok.text
     await client.get_workflow_handle(record_workflow_id(rid)).result()
     await client.get_workflow_handle(f"rec-{rid}-cb-e1").result()
