@@ -99,7 +99,7 @@ class EngineDbActivities:
                         " and p.id = r.project_id returning r.job_id, r.project_id, r.metadata,"
                         " r.outcomes, p.timezone, old.current_step, r.workflow_id is not null"
                         " or exists (select 1 from spinner_link l where l.kind = 'retry'"
-                        " and l.parent_spinner_id = cast(:spinner as uuid))"
+                        " and l.parent_spinner_id = cast(:spinner as uuid)), r.callback_token"
                     ),
                     {"id": inp.record_id, "spinner": compiled.spinner_id},
                 )
@@ -110,6 +110,7 @@ class EngineDbActivities:
             dict(row[2] or {}),
             self.plans.context(
                 inp.record_id,
+                callback_token=row[7],
                 job_id=str(row[0]),
                 project_id=str(row[1]),
                 spinner_id=compiled.spinner_id,

@@ -7,6 +7,7 @@ created, so both caches are always correct; they are LRUs only to bound memory.
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.exceptions import ApplicationError
 
+from models.record import callback_url
 from models.spinner_language.definition import SpinnerDefinition
 from models.spinner_language.durations import parse_duration
 from models.spinner_language.expressions import ExpressionError, compile_expression
@@ -224,14 +226,21 @@ class PlanCache:
         return cached
 
     def context(
-        self, record_id: int, *, job_id: str, project_id: str, spinner_id: str, timezone: str
+        self,
+        record_id: int,
+        *,
+        callback_token: uuid.UUID,
+        job_id: str,
+        project_id: str,
+        spinner_id: str,
+        timezone: str,
     ) -> dict[str, Any]:
         return {
             "jobId": job_id,
             "recordId": str(record_id),
             "projectId": project_id,
             "spinnerId": spinner_id,
-            "callbackUrl": f"{self.public_api_url}/api/v1/public/callbacks/{record_id}",
+            "callbackUrl": callback_url(self.public_api_url, callback_token),
             "timezone": timezone,
         }
 
@@ -245,7 +254,8 @@ class PlanCache:
                 row = (
                     await conn.execute(
                         text(
-                            "select r.metadata, r.job_id, r.project_id, p.timezone from record r"
+                            "select r.metadata, r.job_id, r.project_id, p.timezone,"
+                            " r.callback_token from record r"
                             " join project p on p.id = r.project_id where r.id = :id"
                         ),
                         {"id": record_id},
@@ -255,6 +265,7 @@ class PlanCache:
                 raise ApplicationError(f"record {record_id} not found", non_retryable=True)
             context = self.context(
                 record_id,
+                callback_token=row[4],
                 job_id=str(row[1]),
                 project_id=str(row[2]),
                 spinner_id=spinner_id,

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # Public routes (ingest webhook, key ingest, trigger, record callbacks) take the plan's
     # `PUBLIC_REQUESTS_PER_WINDOW` requests per key per this window.
     public_rate_window: timedelta = timedelta(minutes=1)
+    # After a rotation of an organization's record-callback secret the previous one keeps
+    # verifying this long, so senders can switch without losing callbacks (0: not at all).
+    callback_secret_overlap: Annotated[timedelta, Field(ge=timedelta(0))] = timedelta(hours=24)
 
 
 @lru_cache

@@ -146,6 +146,11 @@ class SecretStore:
     def credentials_path(org_id: uuid.UUID, integration_id: uuid.UUID) -> str:
         return f"orgs/{org_id}/integrations/{integration_id}"
 
+    @staticmethod
+    def system_path(org_id: uuid.UUID, name: str) -> str:
+        # Beside, not under, `secrets/`: the vault routes neither list nor overwrite these.
+        return f"orgs/{org_id}/system/{name}"
+
     # -- named secrets -------------------------------------------------------------------------
 
     async def list_secrets(self, org_id: uuid.UUID) -> list[SecretInfo]:
@@ -226,6 +231,47 @@ class SecretStore:
         if data is None or not isinstance(data.get("value"), str):
             raise SecretNotFound(name)
         return str(data["value"])
+
+    # -- system documents (the product's own per-organization secrets) -------------------------
+
+    async def read_system(self, org_id: uuid.UUID, name: str) -> tuple[dict[str, Any], int] | None:
+        """The current document and its version, or None when it was never written."""
+        path = self.system_path(org_id, name)
+
+        def run(client: hvac.Client) -> tuple[dict[str, Any], int] | None:
+            try:
+                result = client.secrets.kv.v2.read_secret_version(
+                    path=path, mount_point=self.mount, raise_on_deleted_version=True
+                )
+            except hvac.exceptions.InvalidPath:
+                return None
+            return dict(result["data"]["data"]), int(result["data"]["metadata"]["version"])
+
+        return await self._run(run)
+
+    async def write_system(
+        self, org_id: uuid.UUID, name: str, document: dict[str, Any], *, cas: int
+    ) -> int:
+        """Write a new version only if `cas` is the current one (0: only if absent); returns it.
+
+        SecretVersionConflict when another writer got there first.
+        """
+        path = self.system_path(org_id, name)
+
+        def run(client: hvac.Client) -> int:
+            try:
+                result = client.secrets.kv.v2.create_or_update_secret(
+                    path=path, secret=document, cas=cas, mount_point=self.mount
+                )
+            except hvac.exceptions.InvalidRequest as exc:
+                if "check-and-set" not in str(exc):
+                    raise
+                meta = self._metadata(client, path)
+                current = None if meta is None else _current_version(meta)
+                raise SecretVersionConflict(name, cas, current) from None
+            return int(result["data"]["version"])
+
+        return await self._run(run)
 
     # -- integration credentials ---------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import created_field, jsonb_field, org_field
@@ -14,7 +14,12 @@ class CallbackEvent(SQLModel, table=True):
     """Every accepted callback, deduplicated by (record, event id); late ones are kept too."""
 
     __tablename__ = "callback_event"
-    __table_args__ = (UniqueConstraint("record_id", "event_id"),)
+    # By (organization, event id) too: a record callback's `webhook-id` names one event of the
+    # organization, whichever record's URL it was sent to.
+    __table_args__ = (
+        UniqueConstraint("record_id", "event_id"),
+        Index("ix_callback_event_org_event", "org_id", "event_id"),
+    )
 
     id: int | None = Field(
         default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)

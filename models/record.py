@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Identity, Index
+from sqlalchemy import BigInteger, Column, Identity, Index, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -64,6 +64,14 @@ class Record(SQLModel, table=True):
         default=None, foreign_key="spinner_link.id", ondelete="SET NULL"
     )
     link_attempt: int | None = None
+    # The record's public callback URL names this random token, never the (sequential) id, so the
+    # URL reveals neither whether a record exists nor how many there are.
+    callback_token: uuid.UUID = Field(
+        default_factory=uuid.uuid4,
+        sa_column=Column(
+            Uuid, nullable=False, unique=True, server_default=text("gen_random_uuid()")
+        ),
+    )
 
 
 class RecordChild(PublicModel):
@@ -94,6 +102,8 @@ class RecordPublic(PublicModel):
     duration_ms: int | None
     parent_record_id: int | None = None
     children: list[RecordChild] = []
+    # Where a sender POSTs this record's signed callbacks (see "Record callbacks" in the README).
+    callback_url: str
 
 
 class RecordsPublic(PublicModel):
@@ -103,6 +113,10 @@ class RecordsPublic(PublicModel):
     count: int | None
     count_estimated: bool = False
     next_after: int | None
+
+
+def callback_url(public_api_url: str, token: uuid.UUID) -> str:
+    return f"{public_api_url.rstrip('/')}/api/v1/public/callbacks/{token.hex}"
 
 
 def outcome_view(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
+
+from infra.callback_signing import sign_callback
+from tests.fakes.signed import SignedRequest
 
 PASSWORD = "Correct-Horse-9-battery"
 
@@ -213,3 +218,36 @@ async def wait_job(
             return dict(job)
         assert time.monotonic() < deadline, f"job did not reach {ends}: {job}"
         await asyncio.sleep(0.2)
+
+
+async def callback_secret(client: AsyncClient, admin: Account) -> str:
+    """Create (or rotate) the organization's record-callback secret; the one time it is shown."""
+    r = await client.post("/api/v1/callbacks/secret/rotate", headers=admin.headers)
+    assert r.status_code == 201, r.text
+    secret: str = r.json()["secret"]
+    return secret
+
+
+def signed_callback(
+    secret: str,
+    callback_url: str,
+    payload: Any,
+    *,
+    msg_id: str | None = None,
+    timestamp: int | None = None,
+) -> SignedRequest:
+    """A record callback as a sender signs it (Standard Webhooks), ready to POST."""
+    body = json.dumps(payload).encode()
+    headers = sign_callback(
+        secret,
+        msg_id or f"msg_{uuid.uuid4().hex}",
+        int(time.time()) if timestamp is None else timestamp,
+        body,
+    )
+    headers["content-type"] = "application/json"
+    return SignedRequest(callback_url, headers, body, json_body=payload)
+
+
+async def post_signed(client: AsyncClient, req: SignedRequest) -> Response:
+    """Deliver a signed request through the ASGI client (its path; the host is the app's)."""
+    return await client.post(req.path, content=req.body, headers=req.headers)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from temporalio.service import RPCError
 
-from api.deps import Allow, Principal, SessionDep, TemporalLazyDep
+from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalLazyDep
 from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
@@ -22,6 +22,7 @@ from models.record import (
     RecordChild,
     RecordPublic,
     RecordsPublic,
+    callback_url,
     outcome_view,
 )
 from store.records import (
@@ -48,7 +49,7 @@ async def readable_record(record_id: DbId, principal: Read, session: SessionDep)
 ReadableRecord = Annotated[Record, Depends(readable_record)]
 
 
-def record_public(r: Record) -> RecordPublic:
+def record_public(r: Record, public_api_url: str) -> RecordPublic:
     assert r.id is not None
     duration = (
         int((r.ended_at - r.started_at).total_seconds() * 1000)
@@ -72,11 +73,16 @@ def record_public(r: Record) -> RecordPublic:
         ended_at=r.ended_at,
         duration_ms=duration,
         parent_record_id=r.parent_record_id,
+        callback_url=callback_url(public_api_url, r.callback_token),
     )
 
 
 async def _page(
-    session: SessionDep, f: RecordFilters, scope: RecordFilter, job_total: int | None = None
+    session: SessionDep,
+    public_api_url: str,
+    f: RecordFilters,
+    scope: RecordFilter,
+    job_total: int | None = None,
 ) -> RecordsPublic:
     rows = (await session.exec(page_query(scope, after=f.after, limit=f.limit))).all()
     next_after = rows[-1].id if len(rows) == f.limit else None
@@ -87,7 +93,7 @@ async def _page(
         else None
     )
     return RecordsPublic(
-        data=[record_public(r) for r in rows],
+        data=[record_public(r, public_api_url) for r in rows],
         count=counted.count if counted else None,
         count_estimated=counted.estimated if counted else False,
         next_after=next_after,
@@ -119,15 +125,29 @@ def _scope(f: RecordFilters, org_id: uuid.UUID, **where: uuid.UUID) -> RecordFil
 
 
 @router.get("/jobs/{job_id}/records")
-async def job_records(job: ReadableJob, session: SessionDep, f: Filters) -> RecordsPublic:
-    return await _page(session, f, _scope(f, job.org_id, job_id=job.id), job_total=job.total)
+async def job_records(
+    job: ReadableJob, session: SessionDep, settings: SettingsDep, f: Filters
+) -> RecordsPublic:
+    return await _page(
+        session,
+        settings.public_api_url,
+        f,
+        _scope(f, job.org_id, job_id=job.id),
+        job_total=job.total,
+    )
 
 
 @router.get("/projects/{project_id}/records")
 async def project_records(
-    project: ReadableProject, principal: Read, session: SessionDep, f: Filters
+    project: ReadableProject,
+    principal: Read,
+    session: SessionDep,
+    settings: SettingsDep,
+    f: Filters,
 ) -> RecordsPublic:
-    return await _page(session, f, _scope(f, principal.org_id, project_id=project.id))
+    return await _page(
+        session, settings.public_api_url, f, _scope(f, principal.org_id, project_id=project.id)
+    )
 
 
 async def record_children(session: SessionDep, record: Record) -> list[RecordChild]:
@@ -147,8 +167,10 @@ async def record_children(session: SessionDep, record: Record) -> list[RecordChi
 
 
 @router.get("/records/{record_id}")
-async def get_record(record: ReadableRecord, session: SessionDep) -> RecordPublic:
-    public = record_public(record)
+async def get_record(
+    record: ReadableRecord, session: SessionDep, settings: SettingsDep
+) -> RecordPublic:
+    public = record_public(record, settings.public_api_url)
     return public.model_copy(update={"children": await record_children(session, record)})
 
 

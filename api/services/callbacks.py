@@ -1,22 +1,22 @@
-"""Generic record callbacks: our own HMAC signature over record id, timestamp and body."""
+"""Record callbacks: starting the callback-linked supporting spinner of an accepted event.
+
+The signature scheme is in infra.callback_signing, the per-organization secret in
+api.services.callback_secret.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
 import uuid
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client as TemporalClient
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import UnitOfWork
-from api.errors import AppError
 from infra.settings import Settings
 from models.record import Record
 from store.supporting import ChildStart, prepare_callback_child
@@ -30,34 +30,23 @@ from workflows.contracts import (
     task_queues,
 )
 
-WINDOW_S = 300
-TIMESTAMP_HEADER = "x-cxgear-timestamp"
-SIGNATURE_HEADER = "x-cxgear-signature"
-EVENT_HEADER = "x-cxgear-event-id"
 
+async def event_id_used_elsewhere(
+    session: AsyncSession, *, org_id: uuid.UUID, record_id: int, event_id: str
+) -> bool:
+    """Whether this organization already accepted `event_id` for another record.
 
-def org_callback_secret(secret_key: str, org_id: uuid.UUID) -> str:
-    return hmac.new(secret_key.encode(), f"callbacks:{org_id}".encode(), hashlib.sha256).hexdigest()
-
-
-def sign(secret: str, record_id: int, timestamp: int, body: bytes) -> str:
-    message = f"{record_id}.{timestamp}.".encode() + body
-    return "v1=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def verify(
-    secret: str, record_id: int, timestamp: str | None, signature: str | None, body: bytes
-) -> None:
-    if not timestamp or not signature:
-        raise AppError("Missing callback signature headers", "BAD_SIGNATURE", 403)
-    try:
-        ts = int(timestamp)
-    except ValueError as exc:
-        raise AppError("Callback timestamp is not a number", "BAD_SIGNATURE", 403) from exc
-    if abs(time.time() - ts) > WINDOW_S:
-        raise AppError("Callback timestamp is outside the 5-minute window", "BAD_SIGNATURE", 403)
-    if not hmac.compare_digest(sign(secret, record_id, ts, body), signature):
-        raise AppError("Callback signature does not match", "BAD_SIGNATURE", 403)
+    A `webhook-id` names one event of the sender; the signature does not cover the URL, so this is
+    what recognises a signed request replayed at another record's callback URL.
+    """
+    found = await session.execute(
+        text(
+            "select exists (select 1 from callback_event where org_id = :org and event_id = :ev"
+            " and record_id <> :rec)"
+        ),
+        {"org": org_id, "ev": event_id, "rec": record_id},
+    )
+    return bool(found.scalar_one())
 
 
 async def start_callback_supporting(

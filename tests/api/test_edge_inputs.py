@@ -159,7 +159,7 @@ class TestIntegersPastBigint:
 
     async def test_public_callback(self, client: AsyncClient) -> None:
         r = await client.post("/api/v1/public/callbacks/35060000000000000000000", json={})
-        refused(r, "record_id")
+        refused(r, "token")
 
 
 class TestUnexpectedErrors:

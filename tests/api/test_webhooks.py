@@ -12,7 +12,6 @@ import pytest
 from httpx import AsyncClient
 from temporalio.client import Client
 
-from api.services.callbacks import sign
 from tests.activities.test_messaging import (
     EVENTS_URL,
     INBOUND_URL,
@@ -29,7 +28,7 @@ from tests.activities.test_messaging import (
     until_waiting,
     worker,
 )
-from tests.builders import signup, wait_job
+from tests.builders import callback_secret, post_signed, signed_callback, signup, wait_job
 from tests.fakes.sendgrid_api import FakeSendGrid, running_sendgrid
 from tests.fakes.signed import SignedRequest
 from tests.fakes.twilio_api import FakeTwilio, running_twilio
@@ -262,19 +261,9 @@ class TestSandbox:
         await until_waiting(client, admin, job, 1)
         (rec,) = await records(client, admin, job)
         assert sent_id(database_url, rec["id"]).startswith("sandbox-")
-        secret = (await client.get("/api/v1/callback-secret", headers=admin.headers)).json()[
-            "secret"
-        ]
-        body = json.dumps({"reply": "yes from sandbox"}).encode()
-        ts = int(time.time())
-        r = await client.post(
-            f"/api/v1/public/callbacks/{rec['id']}",
-            content=body,
-            headers={
-                "x-cxgear-timestamp": str(ts),
-                "x-cxgear-signature": sign(secret, rec["id"], ts, body),
-                "content-type": "application/json",
-            },
+        secret = await callback_secret(client, admin)
+        r = await post_signed(
+            client, signed_callback(secret, rec["callback_url"], {"reply": "yes from sandbox"})
         )
         assert r.status_code == 200, r.text
         assert (await wait_job(client, admin, job))["status"] == "completed"

@@ -40,6 +40,7 @@ from cxgear.stack.scratch import scratch_stack
 from infra.settings import Settings
 from tests.builders import (
     Account,
+    callback_secret,
     contacts_csv,
     make_spinner,
     make_table,
@@ -186,9 +187,18 @@ class Rec:
         assert r.status_code in (200, 201), r.text
         return dict(r.json())
 
+    async def callback_url(self, record_id: int) -> str:
+        r = await self.api.get(f"/api/v1/records/{record_id}", headers=self.admin.headers)
+        url: str = r.json()["callback_url"]
+        return url
+
     async def callback(self, record_id: int, body: dict[str, Any]) -> None:
         ok = await post_callback(
-            self.api, self.secret, record_id, body, event=f"ev-{uuid.uuid4().hex[:8]}"
+            self.api,
+            self.secret,
+            await self.callback_url(record_id),
+            body,
+            event=f"ev-{uuid.uuid4().hex[:8]}",
         )
         assert ok.status_code == 200, ok.text
 
@@ -435,7 +445,11 @@ async def callback_and_children(r: Rec) -> None:
     await r.wait_job(job, "waiting")
     rid = (await r.records(job))[0]["id"]
     ok = await post_callback(
-        r.api, r.secret, rid, {"event": "escalate", "answer": "yes"}, event="e1"
+        r.api,
+        r.secret,
+        await r.callback_url(rid),
+        {"event": "escalate", "answer": "yes"},
+        event="e1",
     )
     assert ok.status_code == 200, ok.text
     await r.result(record_workflow_id(rid))
@@ -713,7 +727,7 @@ async def record(settings: Settings, held: HeldCalls, openai: FakeOpenAI) -> Non
     ):
         admin = await signup(api)
         p = await project(api, admin)
-        secret = (await api.get("/api/v1/callback-secret", headers=admin.headers)).json()
+        secret = await callback_secret(api, admin)
         rec = Rec(
             temporal,
             settings,
@@ -721,7 +735,7 @@ async def record(settings: Settings, held: HeldCalls, openai: FakeOpenAI) -> Non
             narrow,
             admin,
             p["id"],
-            secret["secret"],
+            secret,
             settings.http_allowed_hosts[0],
             held,
             openai,

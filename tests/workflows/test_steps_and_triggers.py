@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from typing import Any
 
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -14,15 +12,17 @@ from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
 from temporalio.client import Client, ScheduleOverlapPolicy
 
-from api.services.callbacks import sign
 from tests.builders import (
     Account,
     api_key,
+    callback_secret,
     contacts_csv,
     make_spinner,
     make_table,
+    post_signed,
     project,
     run_now,
+    signed_callback,
     signup,
     wait_job,
 )
@@ -107,27 +107,16 @@ def callback_spinner() -> dict[str, Any]:
 async def post_callback(
     client: AsyncClient,
     secret: str,
-    record_id: int,
+    callback_url: str,
     body: dict[str, Any],
     *,
     event: str,
     tamper: bool = False,
 ) -> Any:
-    raw = json.dumps(body).encode()
-    ts = int(time.time())
-    signature = sign(secret, record_id, ts, raw)
+    signed = signed_callback(secret, callback_url, body, msg_id=event)
     if tamper:
-        signature = signature[:-2] + "00"
-    return await client.post(
-        f"/api/v1/public/callbacks/{record_id}",
-        content=raw,
-        headers={
-            "content-type": "application/json",
-            "x-cxgear-timestamp": str(ts),
-            "x-cxgear-signature": signature,
-            "x-cxgear-event-id": event,
-        },
-    )
+        signed.headers["webhook-signature"] = signed.headers["webhook-signature"][:-4] + "AAA="
+    return await post_signed(client, signed)
 
 
 class TestWaitForCallback:
@@ -141,20 +130,20 @@ class TestWaitForCallback:
         job_id = await run_now(client, admin, spinner, table)
         job = await wait_job(client, admin, job_id, until=("waiting",))
         assert job["counts"]["waiting"] == 2
-        secret = (await client.get("/api/v1/callback-secret", headers=admin.headers)).json()[
-            "secret"
-        ]
+        secret = await callback_secret(client, admin)
         rec = (await records_of(client, admin, job_id))[0]
         bad = await post_callback(
-            client, secret, rec["id"], {"answer": "yes"}, event="e1", tamper=True
+            client, secret, rec["callback_url"], {"answer": "yes"}, event="e1", tamper=True
         )
         assert bad.status_code == 403
         assert bad.json()["errorCode"] == "BAD_SIGNATURE"
         for _ in range(3):
-            ok = await post_callback(client, secret, rec["id"], {"answer": "yes"}, event="e1")
+            ok = await post_callback(
+                client, secret, rec["callback_url"], {"answer": "yes"}, event="e1"
+            )
             assert ok.status_code == 200
         other = (await records_of(client, admin, job_id))[1]
-        await post_callback(client, secret, other["id"], {"answer": "later"}, event="e2")
+        await post_callback(client, secret, other["callback_url"], {"answer": "later"}, event="e2")
         job = await wait_job(client, admin, job_id)
         assert job["status"] == "completed"
         done = {r["id"]: r for r in await records_of(client, admin, job_id)}
@@ -166,7 +155,9 @@ class TestWaitForCallback:
         waited = next(s for s in journey["steps"] if s["step_id"] == "hold")
         assert waited["label"] == "wait_for_callback · callback_received"
         assert waited["detail"]["next"] == "yes"
-        late = await post_callback(client, secret, rec["id"], {"answer": "again"}, event="e3")
+        late = await post_callback(
+            client, secret, rec["callback_url"], {"answer": "again"}, event="e3"
+        )
         assert late.status_code == 200
         assert late.json()["late"] is True
 

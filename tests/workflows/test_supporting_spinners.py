@@ -14,7 +14,7 @@ from temporalio.client import Client
 from activities.supporting import SupportingActivities
 from infra.db import create_engine
 from infra.settings import Settings
-from tests.builders import Account, make_spinner, run_now, wait_job
+from tests.builders import Account, callback_secret, make_spinner, run_now, wait_job
 from tests.workflows.test_steps_and_triggers import post_callback, records_of, setup
 from workflows.contracts import PrepareSupportingInput
 
@@ -222,20 +222,18 @@ class TestCallbackLinks:
         job_id = await run_now(client, admin, parent, table)
         await wait_job(client, admin, job_id, until=("waiting",))
         rec = (await records_of(client, admin, job_id))[0]
-        secret = (await client.get("/api/v1/callback-secret", headers=admin.headers)).json()[
-            "secret"
-        ]
+        secret = await callback_secret(client, admin)
         body = {"event": "escalate", "why": "angry"}
         for _ in range(2):  # a redelivery is a duplicate: one child only
-            ok = await post_callback(client, secret, rec["id"], body, event="ev-1")
+            ok = await post_callback(client, secret, rec["callback_url"], body, event="ev-1")
             assert ok.status_code == 200, ok.text
         assert (await wait_job(client, admin, job_id))["status"] == "completed"
         ignored = await post_callback(
-            client, secret, rec["id"], {"event": "note", "why": "fyi"}, event="ev-2"
+            client, secret, rec["callback_url"], {"event": "note", "why": "fyi"}, event="ev-2"
         )
         assert ignored.json()["late"] is True
         late = await post_callback(
-            client, secret, rec["id"], {"event": "escalate", "why": "again"}, event="ev-3"
+            client, secret, rec["callback_url"], {"event": "escalate", "why": "again"}, event="ev-3"
         )
         assert late.status_code == 200 and late.json()["late"] is True
 
