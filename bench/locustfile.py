@@ -58,7 +58,7 @@ class Operator(HttpUser):
             for i in range(20)
         ]
         self.client.post(
-            "/api/v1/ingest",
+            "/api/v1/public/ingest",
             json={"dataTableId": E["CXB_INBOX"], "records": rows},
             headers=KEY,
             name="ingest batch",
