@@ -39,7 +39,9 @@ docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 
 def load_example(name: str) -> ModuleType:
     """A module of examples/ (not a package: the examples are scripts users copy)."""
-    spec = importlib.util.spec_from_file_location(f"cxgear_examples_{name}", EXAMPLES / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"cxgear_examples_{name}", EXAMPLES / f"{name}.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,6 +1,6 @@
 """Send a signed callback to a CXGear record (standard library only).
 
-    python3 examples/callback_signing.py CALLBACK_URL SECRET '{"status": "qualified"}'
+python3 examples/callback_signing.py CALLBACK_URL SECRET '{"status": "qualified"}'
 """
 
 import hashlib

@@ -290,7 +290,7 @@ def _steps() -> str:
         lines.append(f"| [`{name}`](#{name}) | {_first_sentence(cls)} |")
     lines.append("")
     seen: set[type[StepBase]] = set()
-    for name, cls in STEP_CLASSES.items():
+    for cls in STEP_CLASSES.values():
         if cls in seen:
             continue
         seen.add(cls)
@@ -356,7 +356,9 @@ def _type(prop: Mapping[str, Any]) -> str:
         name = str(prop["$ref"]).rsplit("/", 1)[-1]
         return f"a `{name}`"
     if "discriminator" in prop:
-        return f"steps, each one of the types below by its `{prop['discriminator']['propertyName']}`"
+        return (
+            f"steps, each one of the types below by its `{prop['discriminator']['propertyName']}`"
+        )
     if "anyOf" in prop:
         return " or ".join(_type(p) for p in prop["anyOf"] if p.get("type") != "null")
     if "enum" in prop:

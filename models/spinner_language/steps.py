@@ -434,9 +434,7 @@ class _SendStep(StepBase):
     on_failed: str | None = Field(
         default=None, description="Next step when sending or delivery failed."
     )
-    on_no_reply: str | None = Field(
-        default=None, description="Next step when the wait timed out."
-    )
+    on_no_reply: str | None = Field(default=None, description="Next step when the wait timed out.")
 
     outputs_doc: ClassVar[str] = (
         "`message_id`, `message_status`, `reply` (the reply's text, when waiting for one) and "
@@ -472,7 +470,7 @@ class MessageStep(_SendStep):
     )
     template_variables: dict[str, str] = Field(
         default_factory=dict,
-        description="The template's variables (`\"1\"` → value); each value is a template.",
+        description='The template\'s variables (`"1"` → value); each value is a template.',
     )
 
     @model_validator(mode="after")

@@ -22,9 +22,9 @@ __all__ = ["SpinnerFile", "dump_spinner_yaml", "load_spinner_yaml"]
 class SpinnerFile(StrictModel):
     """A spinner kept in a repository and applied with `cxgear spinners apply`."""
 
-    name: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ] = Field(description="The spinner's name; `apply` updates the spinner of that name.")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = (
+        Field(description="The spinner's name; `apply` updates the spinner of that name.")
+    )
     description: str | None = Field(default=None, description="Shown in the console.")
     project: str | None = Field(
         default=None, description="Id of the project (else `--project` on the command line)."
