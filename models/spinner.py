@@ -3,8 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -17,6 +20,7 @@ from models.base import (
     jsonb_field,
     org_field,
 )
+from models.spinner_language.definition import SpinnerDefinition
 
 
 class SpinnerKind(StrEnum):
@@ -53,16 +57,31 @@ class SpinnerVersion(SQLModel, table=True):
     )
 
 
+class _DocumentedAsDefinition:
+    """Documents a draft as a `SpinnerDefinition` while accepting any JSON object: a draft
+    may be unfinished, and the API reports its problems as located `issues` instead of a
+    422 from body parsing."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(SpinnerDefinition.__pydantic_core_schema__)
+
+
+DraftDefinition = Annotated[dict[str, Any], _DocumentedAsDefinition]
+
+
 class SpinnerCreate(RequestBody):
     name: Name
     description: str = ""
-    definition: dict[str, Any] | None = None
+    definition: DraftDefinition | None = None
 
 
 class SpinnerUpdate(RequestBody):
     name: Name | None = None
     description: str | None = None
-    definition: dict[str, Any] | None = None
+    definition: DraftDefinition | None = None
 
 
 class IssuePublic(PublicModel):

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +85,12 @@ def running_dev(
     *,
     ignore_sigint: bool = False,
     ready_timeout: float = 180,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[DevRun]:
     """Starts `command` (`cxgear dev` in some form) and yields once it printed its ready line;
     stops it with Ctrl-C (SIGINT) afterwards, killing whatever it left behind. `ignore_sigint`
-    starts it as a shell's background job does: with SIGINT ignored."""
+    starts it as a shell's background job does: with SIGINT ignored. `extra_env` adds
+    settings, as a user would prefix them to the command."""
     ports = {
         "pg": free_port(),
         "temporal": free_port(),
@@ -99,7 +101,7 @@ def running_dev(
     proc = subprocess.Popen(
         list(command),
         cwd=REPO_ROOT,
-        env=dev_env(state_dir, ports),
+        env={**dev_env(state_dir, ports), **(extra_env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,8 +8,10 @@ state dir, through environment variables the README documents); `./cx test` is t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -27,6 +29,11 @@ RUN_BY_CI = "./cx test"
 PRELUDE = """set -euo pipefail
 curl() { command curl --silent --show-error --fail-with-body "$@"; }
 """
+
+
+def commands_in(path: Path) -> list[str]:
+    """The commands a Markdown file shows in ```bash blocks, comments after them dropped."""
+    return [_without_comment(c) for c in readme_commands(path.read_text())]
 
 
 def readme_commands(text: str) -> list[str]:
@@ -55,17 +62,17 @@ def _without_comment(command: str) -> str:
 
 class TestReadmeCommands:
     def test_the_first_block_is_the_two_commands(self) -> None:
-        commands = [_without_comment(c) for c in readme_commands(README.read_text())]
+        commands = commands_in(README)
         assert commands[:2] == [STARTED_BY_THIS_TEST, RUN_BY_CI]
         assert RUN_BY_CI in (REPO_ROOT / ".ci" / "run").read_text()
 
     def test_a_failing_command_fails_the_run(self, tmp_path: Path) -> None:
         # The harness's own positive control: an HTTP error from curl is not swallowed.
-        result = _run_script(["curl http://127.0.0.1:9/unreachable"], tmp_path, {}, "")
+        result = run_script(["curl http://127.0.0.1:9/unreachable"], tmp_path, {}, "")
         assert result.returncode != 0
 
     def test_every_command_runs_against_cxgear_dev(self, tmp_path: Path) -> None:
-        commands = [_without_comment(c) for c in readme_commands(README.read_text())]
+        commands = commands_in(README)
         rest = [c for c in commands if c not in (STARTED_BY_THIS_TEST, RUN_BY_CI)]
         assert rest, "the README shows no command beyond the two"
         with running_dev(["./cx", "dev"], tmp_path / "state") as dev:
@@ -73,7 +80,7 @@ class TestReadmeCommands:
                 "CXGEAR_API_URL": dev.api_url,
                 "CXGEAR_PUBLIC_API_URL": dev.api_url,
             }
-            result = _run_script(rest, tmp_path / "work", env, dev.api_url.removeprefix("http://"))
+            result = run_script(rest, tmp_path / "work", env, dev.api_url.removeprefix("http://"))
         assert result.returncode == 0, (
             f"a README command failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
         )
@@ -81,25 +88,42 @@ class TestReadmeCommands:
         assert len(echoed) == len(rest), result.stdout
 
 
-def _run_script(
+def run_script(
     commands: list[str], workdir: Path, extra_env: dict[str, str], api_address: str
 ) -> subprocess.CompletedProcess[str]:
+    """Runs the commands as one bash script in `workdir`, echoing each; the user's config
+    directory is a fresh one beside `workdir`, and whatever the commands left running in the
+    background (a stub server) is stopped afterwards."""
     workdir.mkdir(parents=True, exist_ok=True)
     lines = [DEFAULT_API.sub(api_address, c) if api_address else c for c in commands]
     # Each command is echoed before it runs, so a failure names the command that failed.
     script = PRELUDE + "".join(f"echo {_quote('+ ' + c)}\n{c}\necho\n" for c in lines)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXGEAR_")}
     env["PATH"] = f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # `cxgear login` keeps its session in the config directory: never the real user's.
+    env["XDG_CONFIG_HOME"] = str(workdir.parent / f"{workdir.name}-config")
     env.update(extra_env)
-    return subprocess.run(
-        ["bash", "-c", script],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    # A file, not a pipe: a background job keeps its copy of the output open after the script.
+    log = workdir.parent / f"{workdir.name}-output.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=600)
+        finally:
+            # The script's own process group: background jobs it started and did not stop.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text(), "")
 
 
 def _quote(text: str) -> str:

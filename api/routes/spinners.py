@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends
 from sqlmodel import col, func, select
 
-from api.deps import Allow, Principal, SessionDep
+from api.deps import Allow, Principal, PublicRoute, SessionDep
 from api.errors import not_found
 from api.routes.projects import ReadableProject, WritableProject
 from api.services.plan_limits import ensure_capacity, register_capacity_meter
@@ -26,8 +26,10 @@ from models.spinner import (
     SpinnerVersionPublic,
     SpinnerVersionsPublic,
 )
+from models.spinner_language.definition import SpinnerDefinition
 
 router = APIRouter(tags=["spinners"])
+DEFINITION_SCHEMA: Final[dict[str, Any]] = SpinnerDefinition.model_json_schema()
 Read = Annotated[Principal, Allow("spinners.read")]
 Write = Annotated[Principal, Allow("spinners.write")]
 
@@ -96,6 +98,14 @@ async def create_spinner(
     session.add(spinner)
     await session.flush()
     return await to_public(session, spinner)
+
+
+@router.get("/spinners/schema", dependencies=[Depends(PublicRoute())])
+async def definition_schema() -> dict[str, Any]:
+    """The JSON Schema of a spinner definition (the `definition:` of a spinner file): for
+    editors, and the same schema `/docs` shows for the `definition` of spinner bodies.
+    Public: it describes the language, nothing of any organization."""
+    return DEFINITION_SCHEMA
 
 
 @router.get("/spinners/{spinner_id}")

@@ -17,10 +17,16 @@ MAX_STEPS: Final = 100
 
 
 class SpinnerDefinition(StrictModel):
+    """What a spinner does: its steps, and where each record starts."""
+
     # The 100-step limit is checked by validation so it is reported with a location
     # like every other problem, instead of as a parse failure.
-    steps: list[Step] = Field(min_length=1)
-    start: str | None = None
+    steps: list[Step] = Field(
+        min_length=1, description="The steps, each with a unique `id` and a `type`."
+    )
+    start: str | None = Field(
+        default=None, description="Id of the step every record starts with; the first step."
+    )
 
     def start_id(self) -> str:
         return self.start or self.steps[0].id

@@ -57,8 +57,18 @@ class StepBase(StrictModel):
     """Fields and validation hooks every step has. Paths returned by the hooks are
     relative to the step, like "branches[0].when"."""
 
-    id: StepId
-    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    id: StepId = Field(
+        description="Unique within the spinner; other steps route here by this id and the "
+        "journey names the step by it. A lowercase letter, then lowercase letters, digits "
+        "and underscores (at most 63 characters)."
+    )
+    name: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="A readable name for the console and journeys."
+    )
+
+    # What the step adds to the record's outputs, in words for the reference; the names
+    # themselves come from `declared_outputs`.
+    outputs_doc: ClassVar[str] = "Nothing."
 
     # Settings that route elsewhere instead of `next`; named when `next` is refused.
     routing: ClassVar[tuple[str, ...]] = ("next",)
@@ -83,25 +93,46 @@ class StepBase(StrictModel):
 class LinearStep(StepBase):
     """A step that continues with `next` (None ends the path)."""
 
-    next: str | None = None
+    next: str | None = Field(
+        default=None,
+        description="Id of the step to run after this one; leave it out to end the record here.",
+    )
 
     def target_fields(self) -> list[tuple[str, str]]:
         return [("next", self.next)] if self.next is not None else []
 
 
 class LogStep(LinearStep):
+    """Writes a line to the record's journey: a template rendered for the record."""
+
     type: Literal["log"]
-    message: Text
-    level: Literal["info", "warning", "error"] = "info"
+    message: Text = Field(description="The line to write; a template.")
+    level: Literal["info", "warning", "error"] = Field(
+        default="info", description="How the line is marked in the journey."
+    )
 
     def template_fields(self) -> list[tuple[str, str]]:
         return [("message", self.message)]
 
 
 class TagStep(LinearStep):
+    """Sets the record's disposition (its outcome, shown on the Records page and filterable)
+    and adds tags. Needs a disposition or at least one tag."""
+
     type: Literal["tag"]
-    disposition: str | None = None
-    tags: list[Text] = Field(default_factory=list)
+    disposition: str | None = Field(
+        default=None,
+        description="The record's outcome, like Qualified; a template. A later tag step "
+        "replaces it.",
+    )
+    tags: list[Text] = Field(
+        default_factory=list,
+        description="Labels added to the record (each a template); later tag steps add more.",
+    )
+
+    outputs_doc: ClassVar[str] = (
+        "`disposition` (the text set) and `tags` (every tag so far, in order)."
+    )
 
     @model_validator(mode="after")
     def _sets_something(self) -> TagStep:
@@ -115,15 +146,19 @@ class TagStep(LinearStep):
 
 
 class Branch(StrictModel):
-    when: Text
-    label: Label
-    next: str
+    """One way out of a decision: taken when its condition holds."""
+
+    when: Text = Field(description="A condition (see Conditions), like `score >= 50`.")
+    label: Label = Field(description="The branch's name in the journey and the console.")
+    next: str = Field(description="Id of the step to run when the condition holds.")
 
 
 class DecisionStep(StepBase):
+    """Chooses where the record goes: the first branch whose condition holds, else `default`."""
+
     type: Literal["decision"]
-    branches: list[Branch]
-    default: str
+    branches: list[Branch] = Field(description="Tried in order; the first that holds wins.")
+    default: str = Field(description="Id of the step to run when no branch holds.")
 
     routing: ClassVar[tuple[str, ...]] = ("branches", "default")
 
@@ -138,11 +173,22 @@ class DecisionStep(StepBase):
 class Window(StrictModel):
     """A local-time window; `end` before `start` means it runs past midnight."""
 
-    start: ClockTime
-    end: ClockTime
-    days: list[DayName] = Field(default_factory=lambda: list(DAYS))
-    timezone_field: ColumnName | None = None
-    timezone: TimeZoneName = None
+    start: ClockTime = Field(description="Opening time, 24-hour `HH:MM`.")
+    end: ClockTime = Field(description="Closing time, 24-hour `HH:MM`.")
+    days: list[DayName] = Field(
+        default_factory=lambda: list(DAYS),
+        description="Days the window is open (`mon` … `sun`, each once); every day by default.",
+    )
+    timezone_field: ColumnName | None = Field(
+        default=None,
+        description="Metadata column holding the contact's IANA time zone (like Europe/Paris); "
+        "it wins when the row has a value (an unknown zone fails the record).",
+    )
+    timezone: TimeZoneName = Field(
+        default=None,
+        description="IANA time zone used when `timezone_field` is unset or empty for the row; "
+        "without either, the project's time zone (else UTC).",
+    )
 
     @field_validator("days")
     @classmethod
@@ -161,10 +207,24 @@ class Window(StrictModel):
 
 
 class WaitStep(LinearStep):
+    """Pauses the record durably (a worker restart does not lose it): for a duration, until
+    a date-time from its row, or until a local-time window opens. Exactly one of the three.
+    A waiting record leaves its job's active window, so long waits never hold up a campaign."""
+
     type: Literal["wait"]
-    duration: Duration | None = None
-    until_field: ColumnName | None = None
-    window: Window | None = None
+    duration: Duration | None = Field(
+        default=None, description="How long to wait, like `15m` (see Durations)."
+    )
+    until_field: ColumnName | None = Field(
+        default=None,
+        description="Metadata column holding an ISO-8601 date-time to wait until (without an "
+        "offset: in the project's time zone); a time already past continues at once, a value "
+        "that is not a date-time fails the record.",
+    )
+    window: Window | None = Field(
+        default=None,
+        description="Wait until this local-time window is open (continues at once inside it).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WaitStep:
@@ -181,10 +241,18 @@ class WaitStep(LinearStep):
 
 
 class WaitForCallbackStep(StepBase):
+    """Waits for a signed HTTP callback to the record's own URL (`{{context.callbackUrl}}`,
+    see Callbacks), typically handed to an outside system by an earlier `api_call`."""
+
     type: Literal["wait_for_callback"]
-    timeout: Duration
-    on_callback: str
-    on_timeout: str
+    timeout: Duration = Field(description="How long to wait, like `24h` (see Durations).")
+    on_callback: str = Field(description="Id of the step to run when a callback arrives.")
+    on_timeout: str = Field(description="Id of the step to run when none came in time.")
+
+    outputs_doc: ClassVar[str] = (
+        "`callback`: the callback's JSON body (an object; any other JSON value arrives as "
+        '`{"value": …}`), so later steps read `{{callback.status}}`.'
+    )
 
     routing: ClassVar[tuple[str, ...]] = ("on_callback", "on_timeout")
 
@@ -193,23 +261,61 @@ class WaitForCallbackStep(StepBase):
 
 
 class FunctionStep(LinearStep):
+    """Runs a small JavaScript function for the record (see The JavaScript function API)."""
+
     type: Literal["function"]
-    code: Text
-    timeout_ms: int = Field(default=1000, ge=1, le=10_000)
-    memory_mb: int = Field(default=32, ge=1, le=256)
+    code: Text = Field(
+        description="The body of a function of `(payload, output, context, console)` that "
+        "returns an object; its keys become outputs."
+    )
+    timeout_ms: int = Field(
+        default=1000, ge=1, le=10_000, description="Time the call may run, in milliseconds."
+    )
+    memory_mb: int = Field(
+        default=32, ge=1, le=256, description="Memory the call may use, in megabytes."
+    )
+
+    outputs_doc: ClassVar[str] = (
+        "Every key of the object the code returns, with its value (any JSON value)."
+    )
 
 
 class ApiCallStep(LinearStep):
+    """Calls an HTTP API and keeps parts of its JSON answer as outputs. A 2xx answer
+    continues; 408, 429 and 5xx are retried (honouring `Retry-After`); any other status,
+    an address the operator has not allowed, or an answer over 1 MB fails the record.
+    Private and loopback addresses are refused unless listed in the operator's
+    `CXGEAR_HTTP_ALLOWED_HOSTS`."""
+
     type: Literal["api_call"]
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-    url: Text
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str | None = None
-    outputs: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=10, gt=0, le=120)
-    bearer_secret: str | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(description="HTTP method.")
+    url: Text = Field(description="The address to call; a template.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Header name → value; each value is a template."
+    )
+    body: str | None = Field(default=None, description="The request body; a template.")
+    outputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Output name → path in the JSON answer, like `data.items[0].id` (`$.` "
+        "prefix optional); the path `status` is the HTTP status code. A path the answer "
+        "lacks gives null.",
+    )
+    timeout_s: float = Field(
+        default=10, gt=0, le=120, description="Seconds to wait for an answer per attempt."
+    )
+    bearer_secret: str | None = Field(
+        default=None,
+        description="Name of a Vault secret sent as `Authorization: Bearer <value>`; read by "
+        "the worker at call time, never shown in journeys.",
+    )
     # Header name → Vault secret name; the value is read inside the activity, never templated.
-    secret_headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header name → Vault secret name, for APIs that take a key in a header "
+        "like `X-Api-Key`.",
+    )
+
+    outputs_doc: ClassVar[str] = "One per entry of `outputs`, named by its key."
 
     @field_validator("headers")
     @classmethod
@@ -261,16 +367,36 @@ class AiAgentStep(LinearStep):
     """An LLM call: `role` (agent role and rules) as the system prompt, `task` per record."""
 
     type: Literal["ai_agent"]
-    integration_id: Text
-    role: Text
-    task: Text
-    model: str | None = None
-    temperature: float = Field(default=0.2, ge=0, le=2)
-    mode: Literal["text", "key_value", "classification", "list"] = "text"
-    output: OutputName = "ai_response"
-    keys: list[OutputName] = Field(default_factory=list)
-    labels: list[Label] = Field(default_factory=list)
-    timeout_s: float = Field(default=120, gt=0, le=120)
+    integration_id: Text = Field(
+        description="Id of an `openai` (or `mock`) integration of the organization."
+    )
+    role: Text = Field(description="The system prompt: the agent's role and rules; a template.")
+    task: Text = Field(description="What to do for this record; a template.")
+    model: str | None = Field(default=None, description="Model name; the integration's default.")
+    temperature: float = Field(default=0.2, ge=0, le=2, description="Sampling temperature.")
+    mode: Literal["text", "key_value", "classification", "list"] = Field(
+        default="text",
+        description="`text`: the answer as is; `key_value`: a JSON object with `keys`; "
+        "`classification`: one of `labels`; `list`: a list of strings. An answer that does "
+        "not fit the mode gets one corrective retry.",
+    )
+    output: OutputName = Field(
+        default="ai_response", description="Output name for the answer (all modes but key_value)."
+    )
+    keys: list[OutputName] = Field(
+        default_factory=list, description="key_value mode: the keys to extract, each an output."
+    )
+    labels: list[Label] = Field(
+        default_factory=list, description="classification mode: the labels (at least two)."
+    )
+    timeout_s: float = Field(
+        default=120, gt=0, le=120, description="Seconds to wait for the model per attempt."
+    )
+
+    outputs_doc: ClassVar[str] = (
+        "key_value mode: one output per entry of `keys`; other modes: `output` "
+        "(`ai_response` unless renamed)."
+    )
 
     @model_validator(mode="after")
     def _mode_settings(self) -> AiAgentStep:
@@ -287,14 +413,33 @@ class AiAgentStep(LinearStep):
 class _SendStep(StepBase):
     """A message on a channel, optionally waiting for its result with a branch per outcome."""
 
-    channel_id: Text
-    wait_for: Literal["none", "delivery", "reply"] = "none"
-    timeout: Duration | None = None
-    next: str | None = None
-    on_replied: str | None = None
-    on_delivered: str | None = None
-    on_failed: str | None = None
-    on_no_reply: str | None = None
+    channel_id: Text = Field(description="Id of the channel (number or sender) to send from.")
+    wait_for: Literal["none", "delivery", "reply"] = Field(
+        default="none",
+        description="`none` continues once sent; `delivery` or `reply` waits for that "
+        "result (up to `timeout`) and branches on it.",
+    )
+    timeout: Duration | None = Field(
+        default=None, description="How long to wait when `wait_for` is set, like `24h`."
+    )
+    next: str | None = Field(
+        default=None,
+        description="Id of the step to run next (when not waiting, or when the matching "
+        "`on_*` is unset); leave it out to end the record.",
+    )
+    on_replied: str | None = Field(default=None, description="Next step when a reply came.")
+    on_delivered: str | None = Field(
+        default=None, description="Next step when the message was delivered."
+    )
+    on_failed: str | None = Field(
+        default=None, description="Next step when sending or delivery failed."
+    )
+    on_no_reply: str | None = Field(default=None, description="Next step when the wait timed out.")
+
+    outputs_doc: ClassVar[str] = (
+        "`message_id`, `message_status`, `reply` (the reply's text, when waiting for one) and "
+        "`disposition` (Opted out for an address on the do-not-contact list)."
+    )
 
     routing: ClassVar[tuple[str, ...]] = (
         "next",
@@ -318,10 +463,15 @@ class MessageStep(_SendStep):
     """WhatsApp or SMS through Twilio: free text, or (WhatsApp) an approved template."""
 
     type: Literal["whatsapp", "sms"]
-    to: Text = "{{phone}}"
-    body: str | None = None
-    template_sid: str | None = None
-    template_variables: dict[str, str] = Field(default_factory=dict)
+    to: Text = Field(default="{{phone}}", description="The recipient's number; a template.")
+    body: str | None = Field(default=None, description="Free text; a template.")
+    template_sid: str | None = Field(
+        default=None, description="WhatsApp only: an approved Twilio content template's SID."
+    )
+    template_variables: dict[str, str] = Field(
+        default_factory=dict,
+        description='The template\'s variables (`"1"` → value); each value is a template.',
+    )
 
     @model_validator(mode="after")
     def _content(self) -> MessageStep:
@@ -342,10 +492,10 @@ class EmailStep(_SendStep):
     """An email through SendGrid; replies are not tracked, delivery is."""
 
     type: Literal["email"]
-    to: Text = "{{email}}"
-    subject: Text
-    body: Text
-    html: bool = False
+    to: Text = Field(default="{{email}}", description="The recipient's address; a template.")
+    subject: Text = Field(description="A template.")
+    body: Text = Field(description="A template.")
+    html: bool = Field(default=False, description="Send `body` as HTML instead of plain text.")
 
     @model_validator(mode="after")
     def _no_reply_wait(self) -> EmailStep:

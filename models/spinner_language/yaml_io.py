@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, Final
 
 import yaml
-from pydantic import StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from models.spinner_language.definition import SpinnerDefinition
 from models.spinner_language.errors import (
@@ -22,11 +22,17 @@ __all__ = ["SpinnerFile", "dump_spinner_yaml", "load_spinner_yaml"]
 class SpinnerFile(StrictModel):
     """A spinner kept in a repository and applied with `cxgear spinners apply`."""
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    description: str | None = None
-    project: str | None = None
-    publish: bool = False
-    definition: SpinnerDefinition
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = (
+        Field(description="The spinner's name; `apply` updates the spinner of that name.")
+    )
+    description: str | None = Field(default=None, description="Shown in the console.")
+    project: str | None = Field(
+        default=None, description="Id of the project (else `--project` on the command line)."
+    )
+    publish: bool = Field(
+        default=False, description="Publish a new version after applying (also `--publish`)."
+    )
+    definition: SpinnerDefinition = Field(description="The steps (below).")
 
 
 def load_spinner_yaml(text: str) -> SpinnerFile:
