@@ -46,7 +46,7 @@ __all__ = ["crm", "settings"]
 # Longer than the time from a send to its retried attempt (the activity's 20 s timeout).
 LIST_LAG = 30.0
 # What the worker is told: a little more than the fakes' lag.
-WORKER_LIST_LAG = "35"
+WORKER_LIST_LAG = "PT35S"
 HANG_S = 25.0
 TEMPLATE = "HX0123456789abcdef0123456789abcdef"
 

@@ -100,7 +100,7 @@ def start_worker(settings: Settings, log: Path, **env_extra: str) -> subprocess.
         "CXGEAR_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
         "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
         "CXGEAR_PROVIDER_ALLOWED_HOSTS": json.dumps(settings.provider_allowed_hosts),
-        "CXGEAR_SEND_LIST_LAG": str(settings.send_list_lag.total_seconds()),
+        "CXGEAR_SEND_LIST_LAG": f"PT{settings.send_list_lag.total_seconds()}S",
         **env_extra,
     }
     with log.open("ab") as out:
