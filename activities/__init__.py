@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +17,7 @@ from activities.http import HttpActivities
 from activities.http_client import ApiCaller
 from activities.job_reports import LINGER_S, JobReporter
 from activities.llm import LlmActivities
-from activities.messaging import MessagingActivities
+from activities.messaging import DEFAULT_LIST_LAG, MessagingActivities
 from activities.plans import PlanCache
 from activities.steps import StepActivities
 from activities.supporting import SupportingActivities
@@ -37,6 +38,8 @@ class ActivityDeps:
     temporal: Client | None = None
     # How long reports to a job are gathered before one signal carries them.
     report_linger_s: float = LINGER_S
+    # CXGEAR_SEND_LIST_LAG: how long before a provider's message list shows an accepted send.
+    send_list_lag: timedelta = DEFAULT_LIST_LAG
 
 
 def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
@@ -61,6 +64,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
         public_api_url=deps.public_api_url,
         plans=plans,
         provider_guard=guard,
+        list_lag=deps.send_list_lag,
     )
     email = EmailActivities(
         deps.engine,
@@ -68,6 +72,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
         public_api_url=deps.public_api_url,
         plans=plans,
         provider_guard=guard,
+        list_lag=deps.send_list_lag,
     )
     return {
         "main": [

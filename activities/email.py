@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from python_http_client.exceptions import HTTPError  # type: ignore[import-untyped]
@@ -19,8 +20,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.messaging import (
+    DEFAULT_LIST_LAG,
     LABELS,
     accept_send,
+    check_list_settled,
     claim_or_resume,
     fail,
     load_target,
@@ -59,12 +62,14 @@ class EmailActivities:
         public_api_url: str,
         plans: PlanCache,
         provider_guard: ProviderGuard,
+        list_lag: timedelta = DEFAULT_LIST_LAG,
     ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
         self.plans = plans
         self.provider_guard = provider_guard
+        self.list_lag = list_lag
 
     @activity.defn
     async def send_email(self, inp: StepInput) -> StepResult:
@@ -114,6 +119,7 @@ class EmailActivities:
         }
 
         if reconcile:
+            check_list_settled(row, self.list_lag, "SendGrid")
             found = await self._already_sent(client, row)
             if found is not None:
                 return await accept_send(

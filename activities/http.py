@@ -23,6 +23,14 @@ from activities.steps import render
 from infra.vault import SecretNotFound, SecretStore, VaultUnavailable
 from workflows.contracts import StepInput, StepResult
 
+# The same on every attempt of one step of one record: a retried call (the worker died before it
+# saw the answer) carries the key of the first, so the receiving API can apply it once.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key(run: StepRun) -> str:
+    return f"{run.workflow_id}:{run.step['id']}"
+
 
 class HttpActivities:
     def __init__(
@@ -83,13 +91,16 @@ class HttpActivities:
     async def call(self, run: StepRun) -> StepResult:
         step = run.step
         body = step.get("body")
+        headers = {
+            **{k: render(run, v) for k, v in (step.get("headers") or {}).items()},
+            **await self._secret_headers(run),
+        }
+        if not any(name.lower() == IDEMPOTENCY_HEADER.lower() for name in headers):
+            headers[IDEMPOTENCY_HEADER] = idempotency_key(run)
         request = ApiRequest(
             method=step["method"],
             url=render(run, step["url"]),
-            headers={
-                **{k: render(run, v) for k, v in (step.get("headers") or {}).items()},
-                **await self._secret_headers(run),
-            },
+            headers=headers,
             body=render(run, body) if body is not None else None,
             timeout_s=float(step.get("timeout_s", 10)),
             output_paths=dict(step.get("outputs") or {}),

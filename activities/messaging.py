@@ -12,7 +12,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -47,6 +47,7 @@ STATUS_PATH = "/api/v1/webhooks/twilio/status"
 # Clock skew between us and the provider when looking for a send a dead attempt made.
 RECONCILE_SLACK = timedelta(minutes=1)
 LABELS = {"sms": "SMS", "whatsapp": "WhatsApp", "email": "Email"}
+DEFAULT_LIST_LAG = timedelta(seconds=60)
 
 
 @dataclass
@@ -199,6 +200,21 @@ async def accept_send(
     return sent_result(run, row, channel_name, status=status)
 
 
+def check_list_settled(row: LedgerRow, list_lag: timedelta, provider: str) -> None:
+    """Providers' message lists are eventually consistent: until `list_lag` has passed since the
+    earlier attempt claimed the send, an empty answer does not prove it never went out. Retry
+    then, instead of sending a second message."""
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    wait = created + list_lag - datetime.now(UTC)
+    if wait > timedelta(0):
+        raise ApplicationError(
+            f"an earlier attempt may have reached {provider}, whose message list can lag: "
+            f"looking again in {wait.total_seconds():.0f} s",
+            type="SendNotSettled",
+            next_retry_delay=wait,
+        )
+
+
 async def prior_result(
     engine: AsyncEngine, run: StepRun, key: str, channel_name: str, label: str, status: str
 ) -> tuple[StepResult | None, LedgerRow | None]:
@@ -270,12 +286,14 @@ class MessagingActivities:
         public_api_url: str,
         plans: PlanCache,
         provider_guard: ProviderGuard,
+        list_lag: timedelta = DEFAULT_LIST_LAG,
     ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.public_api_url = public_api_url.rstrip("/")
         self.plans = plans
         self.provider_guard = provider_guard
+        self.list_lag = list_lag
 
     @activity.defn
     async def send_message(self, inp: StepInput) -> StepResult:
@@ -326,6 +344,7 @@ class MessagingActivities:
             params["content_variables"] = json.dumps(variables)
 
         if reconcile:
+            check_list_settled(row, self.list_lag, "Twilio")
             found = await self._already_sent(client, params, row)
             if found is not None:
                 return await accept_send(

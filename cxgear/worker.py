@@ -68,6 +68,7 @@ def activity_deps(
         "secrets": SecretStore(settings),
         "provider_guard": ProviderGuard(settings.provider_allowed_hosts),
         "temporal": client,
+        "send_list_lag": settings.send_list_lag,
     }
     return ActivityDeps(**(fields | overrides))
 

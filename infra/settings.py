@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         "email": 50.0,
         "stt": 10.0,
     }
+    # How long a provider's message list (Twilio's Messages list, SendGrid's Email Activity) may
+    # take to show a send it accepted. A send whose earlier attempt died without an answer is
+    # looked up there only once this much time has passed since that attempt, else it could be
+    # missed and sent twice.
+    send_list_lag: timedelta = timedelta(seconds=60)
     job_window: int = 500
     job_batch: int = 50
     job_children_per_run: int = 2000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -56,6 +57,9 @@ def make_settings(**overrides: Any) -> Settings:
         "default_plan": "trial",
         # The provider fakes, by name: 127.0.0.1 and every other loopback name stay refused.
         "provider_allowed_hosts": [FAKE_HOST],
+        # The provider fakes list a message as soon as they accept it (unless a test says
+        # otherwise), so a retried send need not wait a real provider's lag to reconcile.
+        "send_list_lag": timedelta(seconds=2),
     }
     base.update(overrides)
     return Settings(**base)

@@ -336,21 +336,26 @@ class TestModuleFunctions:
         assert run_function(make_call("return {ok: true}")).outputs == {"ok": True}
 
     async def test_run_function_async_does_not_block_the_loop(self) -> None:
-        ticks = 0
+        """The loop keeps turning while user code spins: five ticks happen before it returns."""
+        ticked = asyncio.Event()
 
         async def ticker() -> None:
-            nonlocal ticks
-            while True:
+            for _ in range(5):
                 await asyncio.sleep(0.01)
-                ticks += 1
+            ticked.set()
 
         task = asyncio.create_task(ticker())
-        try:
-            result = await run_function_async(
-                make_call("const end = Date.now() + 300; while (Date.now() < end) {} return {}")
+        run = asyncio.create_task(
+            run_function_async(
+                make_call("const end = Date.now() + 800; while (Date.now() < end) {} return {}")
             )
+        )
+        try:
+            await asyncio.wait({run, task}, return_when=asyncio.FIRST_COMPLETED)
+            assert ticked.is_set() and not run.done()
+            result = await run
         finally:
             task.cancel()
+            run.cancel()
 
         assert result.ok
-        assert ticks >= 5

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -28,10 +29,18 @@ from tests.activities.test_messaging import (
     until_waiting,
     worker,
 )
-from tests.builders import callback_secret, post_signed, signed_callback, signup, wait_job
+from tests.builders import (
+    Account,
+    callback_secret,
+    post_signed,
+    signed_callback,
+    signup,
+    wait_job,
+)
 from tests.fakes.sendgrid_api import FakeSendGrid, running_sendgrid
 from tests.fakes.signed import SignedRequest
 from tests.fakes.twilio_api import FakeTwilio, running_twilio
+from tests.fakes.twilio_api import sign as twilio_sign
 
 __all__ = ["crm", "settings", "worker"]
 
@@ -276,3 +285,175 @@ class TestSandbox:
             "select provider, status from send_ledger where org_id = %s",
             admin.org_id,
         ) == [("sandbox", "accepted")]
+
+
+def waiting_on(kind: str, channel: str, wait_for: str) -> dict[str, Any]:
+    body = {"subject": "Hi", "body": "text"} if kind == "email" else {"body": "hello"}
+    return send_then_tag(
+        {"type": kind, "channel_id": channel, **body, "wait_for": wait_for, "timeout": "2m"}
+    )
+
+
+async def waiting_record(
+    client: AsyncClient, admin: Account, definition: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """(job id, its one record) once the record waits for its provider event."""
+    job, _ = await start(client, admin, definition, people_csv(1))
+    await until_waiting(client, admin, job, 1)
+    (rec,) = await records(client, admin, job)
+    return job, rec
+
+
+async def refused(client: AsyncClient, signed: SignedRequest) -> None:
+    status, text = await post(client, signed)
+    assert status == 403, text
+    assert json.loads(text)["errorCode"] == "SIGNATURE_INVALID"
+
+
+class TestTwilioAcrossOrganizations:
+    """Each org has its own Twilio account (auth token); the webhook URL is shared by all."""
+
+    async def test_status_signed_by_a_wrong_or_anothers_token_or_over_the_internal_url_is_refused(
+        self,
+        client: AsyncClient,
+        worker: Client,
+        twilio: FakeTwilio,
+        database_url: str,
+    ) -> None:
+        admin, other = await signup(client), await signup(client)
+        with running_twilio() as theirs:
+            await twilio_channel(client, other, theirs, sender="+15005550031")
+            channel = await twilio_channel(client, admin, twilio, sender="+15005550032")
+            job, rec = await waiting_record(client, admin, waiting_on("sms", channel, "delivery"))
+            good = twilio.status_callback(sent_id(database_url, rec["id"]), "delivered")
+            internal = "http://testserver" + good.path
+            for bad in (
+                twilio_sign("not-the-auth-token-0123456789abc", good.url, good.form),
+                twilio_sign(theirs.auth_token, good.url, good.form),
+                # What a proxy forwards to: Twilio never signs that URL.
+                twilio_sign(twilio.auth_token, internal, good.form),
+            ):
+                await refused(client, bad)
+        assert events_of(database_url, rec["id"]) == []
+        assert (await records(client, admin, job))[0]["status"] == "waiting"
+        assert (await post(client, good))[0] == 200
+        assert (await wait_job(client, admin, job))["status"] == "completed"
+        assert (await records(client, admin, job))[0]["disposition"] == "Delivered"
+
+    async def test_a_number_shared_by_two_orgs_routes_replies_and_stop_by_the_signing_account(
+        self,
+        client: AsyncClient,
+        worker: Client,
+        twilio: FakeTwilio,
+        database_url: str,
+    ) -> None:
+        shared, contact = "+15005550033", "+14155550000"
+        a, b = await signup(client), await signup(client)
+        with running_twilio() as twilio_b:
+            job_a, rec_a = await waiting_record(
+                client,
+                a,
+                waiting_on("sms", await twilio_channel(client, a, twilio, sender=shared), "reply"),
+            )
+            job_b, rec_b = await waiting_record(
+                client,
+                b,
+                waiting_on(
+                    "sms", await twilio_channel(client, b, twilio_b, sender=shared), "reply"
+                ),
+            )
+            to_a = twilio.inbound_message(contact, shared, "yes to A", url=INBOUND_URL)
+            await refused(
+                client, twilio_sign("not-either-auth-token-0123456789", to_a.url, to_a.form)
+            )
+            # A's message, its status signed by B's account (same number): refused.
+            status_a = twilio.status_callback(sent_id(database_url, rec_a["id"]), "delivered")
+            await refused(client, twilio_sign(twilio_b.auth_token, status_a.url, status_a.form))
+            assert (
+                events_of(database_url, rec_a["id"]) == events_of(database_url, rec_b["id"]) == []
+            )
+
+            assert (await post(client, to_a))[0] == 200
+            assert (await wait_job(client, a, job_a))["status"] == "completed"
+            (done_a,) = await records(client, a, job_a)
+            assert (done_a["disposition"], done_a["outcomes"]["reply"]) == ("Replied", "yes to A")
+            assert events_of(database_url, rec_b["id"]) == []
+            assert (await records(client, b, job_b))[0]["status"] == "waiting"
+
+            to_b = twilio_b.inbound_message(contact, shared, "yes to B", url=INBOUND_URL)
+            assert (await post(client, to_b))[0] == 200
+            assert (await wait_job(client, b, job_b))["status"] == "completed"
+            (done_b,) = await records(client, b, job_b)
+            assert (done_b["disposition"], done_b["outcomes"]["reply"]) == ("Replied", "yes to B")
+            assert (await records(client, a, job_a))[0]["outcomes"]["reply"] == "yes to A"
+            assert len(events_of(database_url, rec_a["id"])) == 1
+
+            stop_b = twilio_b.inbound_message(contact, shared, "STOP", url=INBOUND_URL)
+            assert (await post(client, stop_b))[0] == 200
+        assert dnc(database_url, b.org_id) == [(contact, "stop_keyword")]
+        assert dnc(database_url, a.org_id) == []
+
+
+class TestSendGridAcrossOrganizations:
+    async def test_a_batch_mixing_two_orgs_of_one_account_routes_each_event_to_its_own(
+        self, client: AsyncClient, worker: Client, sendgrid: FakeSendGrid, database_url: str
+    ) -> None:
+        """Two orgs on one SendGrid account (one signing key): one batch carries both orgs'
+        events; each event reaches only its own org's record and do-not-contact list."""
+        a, b = await signup(client), await signup(client)
+        job_a, rec_a = await waiting_record(
+            client, a, waiting_on("email", await email_channel(client, a, sendgrid), "delivery")
+        )
+        job_b, rec_b = await waiting_record(
+            client, b, waiting_on("email", await email_channel(client, b, sendgrid), "delivery")
+        )
+        batch = sendgrid.events(
+            [
+                sendgrid.delivered(sent_id(database_url, rec_a["id"])),
+                sendgrid.bounce(sent_id(database_url, rec_b["id"])),
+            ],
+            url=EVENTS_URL,
+        )
+        assert (await post(client, batch))[0] == 200
+        assert (await wait_job(client, a, job_a))["status"] == "completed"
+        assert (await wait_job(client, b, job_b))["status"] == "completed"
+        assert (await records(client, a, job_a))[0]["disposition"] == "Delivered"
+        assert (await records(client, b, job_b))[0]["disposition"] == "Failed"
+        assert (
+            len(events_of(database_url, rec_a["id"]))
+            == len(events_of(database_url, rec_b["id"]))
+            == 1
+        )
+        # Both orgs mailed person0@example.com; only B's bounced.
+        assert dnc(database_url, a.org_id) == []
+        assert dnc(database_url, b.org_id) == [("person0@example.com", "bounce")]
+
+    async def test_a_batch_signed_by_another_account_or_mixing_accounts_is_refused(
+        self, client: AsyncClient, worker: Client, sendgrid: FakeSendGrid, database_url: str
+    ) -> None:
+        a, b = await signup(client), await signup(client)
+        with running_sendgrid() as theirs:
+            job_a, rec_a = await waiting_record(
+                client, a, waiting_on("email", await email_channel(client, a, sendgrid), "delivery")
+            )
+            job_b, rec_b = await waiting_record(
+                client, b, waiting_on("email", await email_channel(client, b, theirs), "delivery")
+            )
+            bounce_a = sendgrid.bounce(sent_id(database_url, rec_a["id"]))
+            bounce_b = theirs.bounce(sent_id(database_url, rec_b["id"]))
+            for bad in (
+                theirs.events([bounce_a], url=EVENTS_URL),  # B's key over A's event
+                sendgrid.events([bounce_a, bounce_b], url=EVENTS_URL),
+                theirs.events([bounce_a, bounce_b], url=EVENTS_URL),
+            ):
+                await refused(client, bad)
+        assert events_of(database_url, rec_a["id"]) == events_of(database_url, rec_b["id"]) == []
+        assert dnc(database_url, a.org_id) == dnc(database_url, b.org_id) == []
+        assert (await records(client, a, job_a))[0]["status"] == "waiting"
+        assert (await records(client, b, job_b))[0]["status"] == "waiting"
+        assert query(
+            database_url,
+            "select count(*) from send_ledger where org_id in (%s, %s) and status = 'failed'",
+            a.org_id,
+            b.org_id,
+        ) == [(0,)]

@@ -1,6 +1,8 @@
 """No secret or contact data in any log of a real run: `cxgear api` (uvicorn, access log included)
 and `cxgear worker` as processes, a job whose function step throws with a phone number, an ingest
-through a webhook token, a do-not-contact removal. Then every log file is scanned for canaries."""
+through a webhook token, a do-not-contact removal. The run has its own PostgreSQL and Temporal
+server so that their logs hold this run only. Then every log file (API, worker, PostgreSQL,
+Temporal) is scanned for canaries, after positive controls show each log is live."""
 
 from __future__ import annotations
 
@@ -16,12 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from cxgear.migrate import migrate
 from cxgear.stack.ports import free_port
+from cxgear.stack.postgres import EmbeddedPostgres
+from cxgear.stack.temporal import EmbeddedTemporal
 from infra.log_privacy import redact_path
 from tests.api.test_ingest import webhook
-from tests.builders import make_spinner, make_table, project, run_now, signup, wait_job
+from tests.builders import (
+    PASSWORD,
+    make_spinner,
+    make_table,
+    project,
+    run_now,
+    signup,
+    wait_job,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CANARY_PHONE = "+14155550177"
@@ -62,16 +76,59 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.2)
 
 
+class VerboseTemporal(EmbeddedTemporal):
+    """The same dev server at log level info (the stack's default is warn): more lines that
+    could leak, and some from this run to show the log is live."""
+
+    def command(self) -> list[str]:
+        args = super().command()
+        args[args.index("--log-level") + 1] = "info"
+        return args
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path, logs: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(
+        tmp_path / "pgdata", free_port(), fast=True, log_file=logs / "postgres.log"
+    )
+    server.start()
+    try:
+        migrate(server.url)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_temporal(logs: Path) -> Iterator[EmbeddedTemporal]:
+    server = VerboseTemporal(None, free_port(), None, log_file=logs / "temporal.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def stack_env(
-    tmp_path: Path, database_url: str, temporal_server: Any, openbao_server: Any
+    tmp_path: Path,
+    own_postgres: EmbeddedPostgres,
+    own_temporal: EmbeddedTemporal,
+    openbao_server: Any,
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXGEAR_")}
     env.update(
         CXGEAR_ENVIRONMENT="test",
         CXGEAR_STATE_DIR=str(tmp_path / "state"),
-        CXGEAR_DATABASE_URL=database_url,
-        CXGEAR_TEMPORAL_ADDRESS=temporal_server.address,
+        CXGEAR_DATABASE_URL=own_postgres.url,
+        CXGEAR_TEMPORAL_ADDRESS=own_temporal.address,
         CXGEAR_VAULT_ADDRESS=openbao_server.address,
         CXGEAR_VAULT_TOKEN=openbao_server.token,
         CXGEAR_SECRET_KEY=f"log-privacy-{uuid.uuid4().hex}",
@@ -118,7 +175,19 @@ class TestRedactPath:
 async def run_the_job(client: httpx.AsyncClient) -> str:
     """Ingest by webhook token, a function step throwing with the phone, a do-not-contact
     removal, a records search by phone; returns the webhook token."""
-    admin = await signup(client)
+    admin = await signup(client, email=CANARY_EMAIL)
+    # A second sign-up with the same address: refused, and no unique-violation DETAIL (which
+    # would quote the address) in PostgreSQL's log.
+    r = await client.post(
+        "/api/v1/auth/signup",
+        json={
+            "full_name": "Ada Again",
+            "organization_name": "Org again",
+            "email": CANARY_EMAIL,
+            "password": PASSWORD,
+        },
+    )
+    assert r.status_code == 409, r.text
     p = await project(client, admin)
     table = await make_table(
         client, admin, project_id=p["id"], csv_text=f"name,phone\nAda,{CANARY_PHONE}\n"
@@ -144,8 +213,11 @@ async def run_the_job(client: httpx.AsyncClient) -> str:
     assert r.status_code == 200, r.text
 
     dnc = "/api/v1/do-not-contact"
-    r = await client.post(dnc, json={"address": CANARY_EMAIL}, headers=admin.headers)
-    assert r.status_code == 201, r.text
+    for _ in range(2):  # the second add of the same address must not surface as a SQL error
+        r = await client.post(dnc, json={"address": CANARY_EMAIL}, headers=admin.headers)
+        assert r.status_code in (200, 201), r.text
+    r = await client.post(dnc, json={"address": CANARY_PHONE}, headers=admin.headers)
+    assert r.status_code in (200, 201), r.text
     r = await client.post(f"{dnc}/remove", json={"address": CANARY_EMAIL}, headers=admin.headers)
     assert r.status_code == 204, r.text
     # An old client removing by path: refused, and its path must not reach the log either.
@@ -154,25 +226,46 @@ async def run_the_job(client: httpx.AsyncClient) -> str:
     return hook.rsplit("/", 1)[1]
 
 
+def probe_postgres(server: EmbeddedPostgres) -> str:
+    """A failing statement of our own, so the scan is known to read the log PostgreSQL writes
+    its errors (and their statements) to."""
+    marker = f"cx_log_probe_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.url.replace("+psycopg", ""), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute(f"select 1 from {marker}")
+    return marker
+
+
 class TestLogsOfARun:
     async def test_no_token_phone_or_email_in_any_log(
-        self, tmp_path: Path, stack_env: dict[str, str]
+        self,
+        logs: Path,
+        stack_env: dict[str, str],
+        own_postgres: EmbeddedPostgres,
+        own_temporal: EmbeddedTemporal,
     ) -> None:
-        logs = tmp_path / "logs"
-        logs.mkdir()
         with running_stack(stack_env, logs) as url:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 token = await run_the_job(client)
+        marker = probe_postgres(own_postgres)
+        # Stopped, so every line is flushed; the fixtures' stop() after this is a no-op.
+        own_postgres.stop()
+        own_temporal.stop()
 
-        texts = {f.name: f.read_text() for f in sorted(logs.iterdir())}
-        assert sorted(texts) == ["api.log", "worker.log"]
+        texts = {f.name: f.read_text(errors="replace") for f in sorted(logs.iterdir())}
+        assert sorted(texts) == ["api.log", "postgres.log", "temporal.log", "worker.log"]
         access = texts["api.log"]
         # Positive controls: the logs were written, and the redacted requests are in them.
         assert '"POST /api/v1/public/data-tables/ingest/[redacted] HTTP/1.1" 200' in access
         assert '"POST /api/v1/do-not-contact/remove HTTP/1.1" 204' in access
         assert '"DELETE /api/v1/do-not-contact/[redacted] HTTP/1.1"' in access
+        assert '"POST /api/v1/auth/signup HTTP/1.1" 409' in access
         assert "/records?q=[redacted]" in access
         assert "'reach' failed in its own code" in texts["worker.log"]
+        assert f'relation "{marker}" does not exist' in texts["postgres.log"]
+        # The server's own lines from this run: it loaded the workers' task queues.
+        prefix = stack_env["CXGEAR_TASK_QUEUE_PREFIX"]
+        assert f"wf-task-queue-name={prefix}" in texts["temporal.log"]
         needles = {
             "webhook token": token,
             "webhook token body": token.removeprefix("cxw_"),

@@ -65,6 +65,11 @@ class FakeSendGrid:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: deque[int] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (seconds, remaining): sleep before answering a send that was already recorded.
+    hang: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    hangs_started: int = 0
+    # Email Activity is eventually consistent: a message is found there only this long after.
+    list_lag: float = 0.0
 
     @property
     def base_url(self) -> str:
@@ -90,6 +95,11 @@ class FakeSendGrid:
     @property
     def sends(self) -> list[dict[str, Any]]:
         return self.ledger.snapshot()
+
+    def hang_after_accept(self, seconds: float, *, times: int = 1) -> None:
+        """The next `times` sends are recorded, then answered only after `seconds`."""
+        with self.lock:
+            self.hang[:] = [seconds, float(times)]
 
     def fail_next(self, n: int = 1, *, status: int = 500) -> None:
         """Answer the next `n` sends with `status` without recording them."""
@@ -206,10 +216,12 @@ class FakeSendGrid:
         if match is None:
             return _errors(400, "invalid query")
         with self.lock:
+            visible_before = time.time() - self.list_lag
             found = [
                 m
                 for m in self.messages.values()
                 if str(m["custom_args"].get(match["name"])) == match["value"]
+                and m["accepted_at"] <= visible_before
             ]
             messages = [
                 {
@@ -277,9 +289,17 @@ class FakeSendGrid:
                 "dynamic_template_data": personalizations[0].get("dynamic_template_data"),
                 "custom_args": custom_args,
                 "categories": mail.get("categories") or [],
+                "accepted_at": time.time(),
             }
             self.messages[message_id] = message
             self.ledger.add({**message, "request": mail, "headers": request.headers})
+            hang = 0.0
+            if self.hang[1] > 0:
+                hang = self.hang[0]
+                self.hang[1] -= 1
+                self.hangs_started += 1
+        if hang:
+            time.sleep(hang)
         return FakeResponse(202, b"", {"x-message-id": message_id})
 
 

@@ -84,6 +84,9 @@ class FakeTwilio:
     # (seconds, remaining): sleep before answering a send that was already recorded.
     hang: list[float] = field(default_factory=lambda: [0.0, 0.0])
     hangs_started: int = 0
+    # Twilio's Messages list is eventually consistent: a message shows there only this many
+    # seconds after it was accepted (fetching it by sid works at once).
+    list_lag: float = 0.0
 
     @property
     def base_url(self) -> str:
@@ -297,12 +300,13 @@ class FakeTwilio:
             else 0.0
         )
         with self.lock:
+            visible_before = time.time() - self.list_lag
             found = [
                 dict(m)
                 for m in self.messages.values()
                 if (not query.get("To") or m["to"] == query["To"])
                 and (not query.get("From") or m["from"] == query["From"])
-                and m["sent_at"] >= since
+                and since <= m["sent_at"] <= visible_before
             ]
         found.sort(key=lambda m: m["sent_at"], reverse=True)
         size = int(query.get("PageSize") or 50)

@@ -6,8 +6,10 @@ other reply tags Interested; no reply tags No reply. Half the contacts answer th
 signed inbound webhook, each as soon as its record waits; the rest time out.
 
 Runs on the embedded dev server, not the time-skipping one: the engine hangs there (child starts
-with typed search attributes never start and workflow tasks time out). So the durations are short
-and real: the reply wait is 20s instead of 24h and the retry delay 3s instead of a day.
+with typed search attributes never start and workflow tasks time out). So the durations are real:
+a decision on the contact's row gives the contacts who will answer a 10-minute reply window (it
+never runs out: each answers as soon as its record waits, however slow the machine) and the
+silent half a 3-second one, which does run out; the retry delay is 3s instead of a day.
 
 The same run is the privacy canary: one contact's phone number and every secret handed to the
 providers or Vault must appear in no raw Temporal history (read without the codec), no log line
@@ -48,7 +50,9 @@ from tests.workflows.history_payloads import payloads_in
 
 ROWS = 200
 SENDER = "+15005550040"
-REPLY_WAIT = "20s"
+# Longer than the test may take: a replier's wait can only end with its reply.
+REPLY_WAIT = "10m"
+QUIET_WAIT = "3s"
 RETRY_DELAY = "3s"
 # Row 0 is the canary contact: a number found nowhere else in the table (the rest are
 # +1415555xxxx) and a "later" replier, so its record also starts a retry child.
@@ -119,7 +123,22 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 def csv_rows() -> str:
-    return "name,phone\n" + "".join(f"Contact {i},{phone(i)}\n" for i in range(ROWS))
+    return "name,phone,answers\n" + "".join(
+        f"Contact {i},{phone(i)},{'no' if group(i) == 'silent' else 'yes'}\n" for i in range(ROWS)
+    )
+
+
+def ask(step_id: str, channel: str, timeout: str) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "type": "whatsapp",
+        "channel_id": channel,
+        "body": "{{draft}}",
+        "wait_for": "reply",
+        "timeout": timeout,
+        "on_replied": "route",
+        "on_no_reply": "silent",
+    }
 
 
 def main_definition(llm: str, channel: str, crm: FakeCrm) -> dict[str, Any]:
@@ -144,18 +163,16 @@ def main_definition(llm: str, channel: str, crm: FakeCrm) -> dict[str, Any]:
                 "mode": "text",
                 "output": "draft",
                 "timeout_s": 30,
-                "next": "ask",
+                "next": "window",
             },
             {
-                "id": "ask",
-                "type": "whatsapp",
-                "channel_id": channel,
-                "body": "{{draft}}",
-                "wait_for": "reply",
-                "timeout": REPLY_WAIT,
-                "on_replied": "route",
-                "on_no_reply": "silent",
+                "id": "window",
+                "type": "decision",
+                "branches": [{"when": 'answers == "no"', "label": "quiet", "next": "ask_quiet"}],
+                "default": "ask",
             },
+            ask("ask", channel, REPLY_WAIT),
+            ask("ask_quiet", channel, QUIET_WAIT),
             {
                 "id": "route",
                 "type": "decision",
@@ -266,8 +283,8 @@ async def reply_once_waiting(
 ) -> list[httpx.Response]:
     """Each replying contact answers as soon as its record waits for the reply.
 
-    Not "all 200 waiting, then reply": on 2 busy cores the 200 sends spread over more than the
-    20s wait, so the first silent records time out before the last ones are sent.
+    Polls the waiting records (a condition, not a clock): the repliers' window is longer than
+    the test, so however slowly the sends go out, no replier times out before its answer.
     """
     pending = {i for i in range(ROWS) if group(i) != "silent"}
     answers: list[httpx.Response] = []
@@ -411,6 +428,7 @@ class TestCampaign:
             "log · logged",
             "api_call · api_called",
             "ai_agent · ai_responded",
+            "decision · branched",
             "whatsapp · sent",
         ]
         answered = ["provider_event · received", "whatsapp · replied", "decision · branched"]

@@ -1,6 +1,10 @@
 """Crashes during a job: a SIGKILLed worker and a restarted (file-backed) Temporal server.
 
 Each test runs the worker as a real `cxgear worker` process against its own Temporal server.
+The CRM answers the first records' `api_call`s and then holds every later request, so the crash
+happens while the job is provably unfinished and while requests are in flight. `api_call` is
+at-least-once (README): a request in flight when the worker dies is sent again, with the same
+`Idempotency-Key`, so the CRM sees exactly one key (one effect) per record.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +42,8 @@ from tests.conftest import make_settings
 from tests.fakes.crm_api import FakeCrm, running_crm
 
 RECORDS = 300
+# Requests the CRM answers before it holds the rest: the job is a fifth done when the world stops.
+ANSWERED = 60
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +85,8 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path, **env_extra: str) -> subprocess.Popen[bytes]:
+    """`cxgear worker` as a process; its output goes to `log` (kept for the failure message)."""
     assert settings.vault_token is not None
     env = {
         **os.environ,
@@ -90,13 +100,39 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "CXGEAR_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
         "CXGEAR_HTTP_ALLOWED_HOSTS": json.dumps(settings.http_allowed_hosts),
         "CXGEAR_PROVIDER_ALLOWED_HOSTS": json.dumps(settings.provider_allowed_hosts),
+        "CXGEAR_SEND_LIST_LAG": f"PT{settings.send_list_lag.total_seconds()}S",
+        **env_extra,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "cxgear", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cxgear", "worker"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@contextmanager
+def kept_logs(request: pytest.FixtureRequest, *logs: Path) -> Iterator[None]:
+    """Attach the workers' output (the killed one's included) to the test's report."""
+    try:
+        yield
+    finally:
+        for log in logs:
+            if log.exists():
+                text = log.read_text(errors="replace")
+                request.node.add_report_section("call", log.name, text[-20_000:])
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
 
 
 def spinner_definition(crm: FakeCrm) -> dict[str, Any]:
@@ -106,8 +142,11 @@ def spinner_definition(crm: FakeCrm) -> dict[str, Any]:
             {
                 "id": "enrich",
                 "type": "api_call",
-                "method": "GET",
+                "method": "POST",
                 "url": crm.base_url + "/c/{{context.recordId}}",
+                "body": '{"note": "called"}',
+                # A held request outlives the activity (timeout + margin) and is retried.
+                "timeout_s": 5,
                 "next": "tag",
             },
             {"id": "tag", "type": "tag", "disposition": "Done"},
@@ -131,20 +170,30 @@ async def start_job(client: AsyncClient, crm: FakeCrm) -> tuple[Account, str]:
     return admin, r.json()["id"]
 
 
-async def until_done_at_least(
-    client: AsyncClient, admin: Account, job_id: str, n: int
+async def until_held_mid_job(
+    client: AsyncClient, admin: Account, job_id: str, crm: FakeCrm
 ) -> dict[str, Any]:
-    for _ in range(600):
+    """Waits until the records the CRM answered have completed and later ones are held there;
+    returns the job as the API shows it then (unfinished by construction)."""
+    job: dict[str, Any] = {}
+    for _ in range(1200):
         job = (await client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
-        if job["counts"]["completed"] >= n:
-            return dict(job)
+        if job["counts"]["completed"] >= ANSWERED and crm.gate.held:
+            return job
         await asyncio.sleep(0.1)
-    raise AssertionError(f"job never reached {n} completed: {job}")
+    raise AssertionError(f"job never reached {ANSWERED} completed with requests held: {job}")
+
+
+def assert_unfinished(job: dict[str, Any]) -> None:
+    assert job["status"] == "running", job
+    assert job["counts"]["completed"] == ANSWERED, job
+    assert job["counts"]["total"] == RECORDS, job
 
 
 async def assert_every_record_ended_once(
     client: AsyncClient, admin: Account, job: dict[str, Any]
-) -> None:
+) -> list[int]:
+    """Returns the job's record ids."""
     assert job["status"] == "completed", job
     counts = job["counts"]
     assert counts["total"] == RECORDS
@@ -167,40 +216,92 @@ async def assert_every_record_ended_once(
     assert len(seen) == RECORDS
     assert {r["status"] for r in seen} == {"completed"}
     assert all(r["disposition"] == "Done" for r in seen)
+    return [int(r["id"]) for r in seen]
+
+
+def crm_calls(crm: FakeCrm, record_ids: list[int]) -> dict[int, list[str]]:
+    """The Idempotency-Key of every request the CRM received, per record of the job."""
+    wanted = {f"/c/{rid}": rid for rid in record_ids}
+    calls: dict[int, list[str]] = defaultdict(list)
+    for entry in list(crm.ledger.requests):
+        if entry["path"] in wanted:
+            calls[wanted[entry["path"]]].append(entry["headers"].get("Idempotency-Key", ""))
+    return calls
+
+
+def assert_one_effect_per_record(calls: dict[int, list[str]], record_ids: list[int]) -> None:
+    assert sorted(calls) == sorted(record_ids), "some record never reached the CRM"
+    keys = {rid: set(found) for rid, found in calls.items()}
+    wrong = {rid: k for rid, k in keys.items() if k != {f"rec-{rid}:enrich"}}
+    assert not wrong, f"records without exactly one idempotency key: {wrong}"
 
 
 class TestCrashes:
     async def test_sigkilled_worker_loses_nothing(
-        self, client: AsyncClient, settings: Settings, crm: FakeCrm
+        self,
+        client: AsyncClient,
+        settings: Settings,
+        crm: FakeCrm,
+        tmp_path: Path,
+        request: pytest.FixtureRequest,
     ) -> None:
-        worker = start_worker(settings)
+        killed_log, second_log = tmp_path / "killed-worker.log", tmp_path / "second-worker.log"
+        crm.gate.hold_after(ANSWERED)
+        worker = start_worker(settings, killed_log)
         try:
-            admin, job_id = await start_job(client, crm)
-            await until_done_at_least(client, admin, job_id, 60)
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(10)
-            worker = start_worker(settings)
-            job = await wait_job(client, admin, job_id, timeout=240)
-            await assert_every_record_ended_once(client, admin, job)
+            with kept_logs(request, killed_log, second_log):
+                admin, job_id = await start_job(client, crm)
+                await until_held_mid_job(client, admin, job_id, crm)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(10)
+                # Nothing moves while no worker runs: what the API shows now held at the kill.
+                assert_unfinished(
+                    (await client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
+                )
+                in_flight = {int(path.rsplit("/", 1)[1]) for path in crm.gate.held}
+                crm.gate.release()
+                worker = start_worker(settings, second_log)
+                job = await wait_job(client, admin, job_id, timeout=240)
+                record_ids = await assert_every_record_ended_once(client, admin, job)
+                calls = crm_calls(crm, record_ids)
+                assert_one_effect_per_record(calls, record_ids)
+                # At-least-once, and only where the worker died waiting for the answer.
+                resent = {rid for rid, found in calls.items() if len(found) > 1}
+                assert in_flight and resent == in_flight, (sorted(resent), sorted(in_flight))
+                assert Counter(len(found) for found in calls.values())[1] == RECORDS - len(
+                    in_flight
+                )
         finally:
-            worker.kill()
-            worker.wait(10)
+            crm.gate.release()
+            stop_worker(worker)
 
     async def test_temporal_restart_mid_job(
-        self, client: AsyncClient, settings: Settings, crm: FakeCrm, temporal: EmbeddedTemporal
+        self,
+        client: AsyncClient,
+        settings: Settings,
+        crm: FakeCrm,
+        temporal: EmbeddedTemporal,
+        tmp_path: Path,
+        request: pytest.FixtureRequest,
     ) -> None:
-        worker = start_worker(settings)
+        log = tmp_path / "worker.log"
+        crm.gate.hold_after(ANSWERED)
+        worker = start_worker(settings, log)
         try:
-            admin, job_id = await start_job(client, crm)
-            await until_done_at_least(client, admin, job_id, 60)
-            temporal.stop()
-            await asyncio.sleep(1)
-            temporal.start()
-            job = await wait_job(client, admin, job_id, timeout=240)
-            await assert_every_record_ended_once(client, admin, job)
+            with kept_logs(request, log):
+                admin, job_id = await start_job(client, crm)
+                await until_held_mid_job(client, admin, job_id, crm)
+                temporal.stop()
+                # The API reads progress from PostgreSQL: it answers while Temporal is down.
+                assert_unfinished(
+                    (await client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
+                )
+                # The held calls finish while Temporal is down; their results cannot be reported.
+                crm.gate.release()
+                temporal.start()
+                job = await wait_job(client, admin, job_id, timeout=240)
+                record_ids = await assert_every_record_ended_once(client, admin, job)
+                assert_one_effect_per_record(crm_calls(crm, record_ids), record_ids)
         finally:
-            worker.send_signal(signal.SIGINT)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            crm.gate.release()
+            stop_worker(worker)

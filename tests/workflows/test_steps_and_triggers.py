@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -293,9 +294,14 @@ class TestSchedules:
             await asyncio.sleep(0.2)
         assert jobs[0]["trigger"] == "schedule"
         assert jobs[0]["counts"]["completed"] == 4
-        # A schedule names each firing's workflow with a second-resolution timestamp: two manual
-        # triggers within one second share an id and Temporal starts only the first.
-        await asyncio.sleep(1.2)
+        # Temporal names each firing's workflow `{id}-{time to the second}`: a second trigger in
+        # the same second would share the first's id and be dropped. Cron firings are minutes
+        # apart; only manual triggers can collide, so wait for the next second of the server's
+        # record of the first firing rather than a fixed time.
+        (first,) = (await handle.describe()).info.recent_actions
+        fired = first.scheduled_at.replace(microsecond=0)
+        while datetime.now(UTC).replace(microsecond=0) <= fired:
+            await asyncio.sleep(0.05)
         await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
         for _ in range(100):
             jobs = (
