@@ -18,6 +18,7 @@ from api.routes import (
     auth,
     callbacks,
     channels,
+    codec,
     data_tables,
     do_not_contact,
     health,
@@ -34,6 +35,7 @@ from api.routes import (
     vault,
     webhooks,
 )
+from api.services.codec_server import CodecProvider
 from api.services.journey_archive import archive_journeys
 from api.services.throttle import RateLimited, rate_limited_response
 from infra import __version__
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = session_factory(engine)
         app.state.temporal = TemporalProvider(settings)
         app.state.secret_store = SecretStore(settings)
+        app.state.codec = CodecProvider(settings)
         stop = asyncio.Event()
         archiver = (
             asyncio.create_task(archive_journeys(engine, app.state.temporal, stop))
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RateLimited, rate_limited_response)
     app.include_router(health.router)
     app.include_router(api_router())
+    app.include_router(codec.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(PublicRoute())])
     async def openapi_at_root() -> JSONResponse:
@@ -139,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(codec.CodecCors, origins=settings.codec_cors_origins)
     # Added last so it is the outermost of ours: it also answers errors raised by the others.
     app.add_middleware(LastResortMiddleware)
     return app
