@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from models.base import PublicModel
 
 # One history page's payloads; the body size limit bounds them too.
 MAX_PAYLOADS = 1000
@@ -22,3 +26,10 @@ class CodecPayloads(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     payloads: list[CodecPayload] = Field(default_factory=list, max_length=MAX_PAYLOADS)
+
+
+class CodecLink(PublicModel):
+    endpoint: str = Field(
+        description="Codec endpoint for the Temporal UI; it opens /codec/* as you."
+    )
+    expires_at: datetime = Field(description="When the session behind the link ends.")

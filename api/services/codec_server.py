@@ -11,6 +11,9 @@ decodes it here; operators with Vault access still read it with the worker's cod
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -148,3 +151,31 @@ async def encode_for(
     codec: AesGcmCodec, org_id: uuid.UUID, payloads: Sequence[Payload]
 ) -> list[Payload]:
     return await codec.for_organization(str(org_id)).encode(payloads)
+
+
+# --- codec links: a codec endpoint URL that carries its own, codec-only credential ------------
+# The Temporal UI sends `Authorization` only to an https endpoint and only with its own OIDC
+# token, so a browser on the dev UI has no way to present a session token. A codec link puts a
+# grant in the endpoint's path instead: it names the session, is signed with the server's secret,
+# opens only /codec/*, and dies with the session (sign-out, takeover, expiry).
+GRANT_PREFIX = "cxc_"
+_GRANT = re.compile(rf"{GRANT_PREFIX}([0-9a-f]{{32}})([A-Za-z0-9_-]{{24}})")
+
+
+def _grant_mac(secret_key: str, session_id: uuid.UUID) -> str:
+    mac = hmac.new(secret_key.encode(), b"codec-link:" + session_id.bytes, hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+
+
+def codec_grant(secret_key: str, session_id: uuid.UUID) -> str:
+    return f"{GRANT_PREFIX}{session_id.hex}{_grant_mac(secret_key, session_id)}"
+
+
+def grant_session_id(secret_key: str, grant: str) -> uuid.UUID | None:
+    m = _GRANT.fullmatch(grant)
+    if m is None:
+        return None
+    session_id = uuid.UUID(hex=m[1])
+    if not hmac.compare_digest(m[2], _grant_mac(secret_key, session_id)):
+        return None
+    return session_id

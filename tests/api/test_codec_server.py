@@ -23,6 +23,7 @@ from api.services.temporal_links import job_workflows_url, record_workflow_url
 from cxgear.stack import find_binary
 from cxgear.stack.dev import plan
 from infra.codec import ENCODING, WORKFLOW_META, load_codec
+from infra.log_privacy import redact_path
 from infra.settings import Settings
 from tests.api.test_data_tables import live_api
 from tests.builders import (
@@ -324,6 +325,72 @@ class TestUiRequestShape:
             "/codec/decode", json={"payloads": []}, headers=record_run.admin.headers
         )
         assert r.status_code == 200 and r.json() == {"payloads": []}
+
+
+class TestCodecLinks:
+    """A codec endpoint with its own grant, for a browser on a Temporal UI that sends no header."""
+
+    async def link(self, client: AsyncClient, account: Account) -> str:
+        r = await client.post("/api/v1/codec/link", headers=account.headers)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["endpoint"].startswith("http://127.0.0.1:8000/codec/s/cxc_")
+        assert account.token not in body["endpoint"]
+        return str(body["endpoint"]).removeprefix("http://127.0.0.1:8000")
+
+    async def test_the_link_decodes_as_its_user_with_no_header(
+        self, client: AsyncClient, settings: Settings, record_run: RecordRun
+    ) -> None:
+        path = await self.link(client, record_run.admin)
+        sealed = await raw_sealed_payloads(settings, record_run.workflow_id)
+        r = await client.post(
+            f"{path}/decode",
+            json=as_ui_json(sealed),
+            headers={"X-Namespace": "default", "Origin": UI_ORIGIN},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["access-control-allow-origin"] == UI_ORIGIN
+        assert any(record_run.canary.encode() in p.data for p in from_ui_json(r.json()))
+        encoded = await client.post(f"{path}/encode", json=as_ui_json([json_payload("x")]))
+        assert encoded.status_code == 200
+        back = await client.post(f"{path}/decode", json=encoded.json())
+        assert from_ui_json(back.json()) == [json_payload("x")]
+
+    async def test_another_organizations_link_decodes_nothing_of_ours(
+        self, client: AsyncClient, settings: Settings, record_run: RecordRun
+    ) -> None:
+        path = await self.link(client, await signup(client))
+        sealed = await raw_sealed_payloads(settings, record_run.workflow_id)
+        r = await client.post(f"{path}/decode", json=as_ui_json(sealed))
+        assert r.status_code == 404 and record_run.canary not in r.text
+
+    async def test_a_forged_or_ended_link_is_401(
+        self, client: AsyncClient, record_run: RecordRun
+    ) -> None:
+        account = await signup(client)
+        path = await self.link(client, account)
+        forged = path[:-1] + ("A" if path[-1] != "A" else "B")
+        for bad in (forged, "/codec/s/cxc_nothing", f"/codec/s/{uuid.uuid4().hex}"):
+            r = await client.post(f"{bad}/decode", json={"payloads": []})
+            assert r.status_code == 401 and r.json()["errorCode"] == "TOKEN_INVALID", bad
+        assert (await client.post(f"{path}/decode", json={"payloads": []})).status_code == 200
+        assert (
+            await client.post("/api/v1/auth/logout", headers=account.headers)
+        ).status_code == 204
+        r = await client.post(f"{path}/decode", json={"payloads": []})
+        assert r.status_code == 401 and r.json()["errorCode"] == "SESSION_REVOKED"
+
+    async def test_only_users_who_may_decode_get_a_link(
+        self, client: AsyncClient, record_run: RecordRun
+    ) -> None:
+        agent = await invite(client, record_run.admin, roles=["Agent"])
+        r = await client.post(
+            "/api/v1/codec/link", headers=(await as_user(client, agent["email"])).headers
+        )
+        assert r.status_code == 403
+
+    def test_the_grant_never_reaches_the_access_log(self) -> None:
+        assert redact_path("/codec/s/cxc_0123abcd/decode") == "/codec/s/[redacted]/decode"
 
 
 class TestCors:
