@@ -52,16 +52,17 @@ CodecDep = Annotated[AesGcmCodec, Depends(get_codec)]
 
 
 class RequireCodecGrant(RequirePermission):
-    """The permission check of RequirePermission, for a codec link's grant (in the path) instead
-    of a bearer token; the session behind the grant must still be live."""
+    """The permission check of RequirePermission, for a codec link's grant (the path's `token`,
+    a credential like an ingest webhook's, not an object id) instead of a bearer token; the
+    session behind the grant must still be live."""
 
     async def __call__(  # type: ignore[override]  # FastAPI reads this signature, not the base's
         self,
-        grant: Annotated[str, Path(max_length=100)],
+        token: Annotated[str, Path(max_length=100)],
         session: SessionDep,
         settings: SettingsDep,
     ) -> Principal:
-        session_id = grant_session_id(settings.secret_key.get_secret_value(), grant)
+        session_id = grant_session_id(settings.secret_key.get_secret_value(), token)
         found = await session.get(UserSession, session_id) if session_id else None
         if found is None:
             raise AppError("Codec link is not valid", "TOKEN_INVALID", 401)
@@ -113,7 +114,7 @@ async def encode(
     return to_body(await encode_for(codec, principal.org_id, to_payloads(body)))
 
 
-@router.post(f"{PREFIX}/s/{{grant}}/decode", response_model=CodecPayloads, description=DECODE_DOC)
+@router.post(f"{PREFIX}/s/{{token}}/decode", response_model=CodecPayloads, description=DECODE_DOC)
 async def decode_by_link(
     principal: Annotated[Principal, Depends(RequireCodecGrant("spinners.read"))],
     body: CodecPayloads,
@@ -123,7 +124,7 @@ async def decode_by_link(
     return to_body(await decode_for(session, codec, principal.org_id, to_payloads(body)))
 
 
-@router.post(f"{PREFIX}/s/{{grant}}/encode", response_model=CodecPayloads, description=ENCODE_DOC)
+@router.post(f"{PREFIX}/s/{{token}}/encode", response_model=CodecPayloads, description=ENCODE_DOC)
 async def encode_by_link(
     principal: Annotated[Principal, Depends(RequireCodecGrant("spinners.run"))],
     body: CodecPayloads,
