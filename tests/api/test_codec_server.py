@@ -40,6 +40,7 @@ from tests.builders import (
 )
 from tests.conftest import make_settings
 from tests.workflows.workers import running_workers
+from workflows.job_workflow import job_workflow_id
 from workflows.record_workflow import record_workflow_id
 
 UI_ORIGIN = "http://127.0.0.1:8233"
@@ -185,6 +186,19 @@ class TestOwnership:
         assert len(opened) == len(sealed)
         assert all(p.metadata["encoding"] != ENCODING for p in opened)
         assert any(record_run.canary.encode() in p.data for p in opened)
+
+    async def test_the_owner_reads_the_job_workflow_too(
+        self, client: AsyncClient, settings: Settings, record_run: RecordRun
+    ) -> None:
+        sealed = await raw_sealed_payloads(settings, job_workflow_id(record_run.job_id))
+        r = await client.post(
+            "/codec/decode", json=as_ui_json(sealed), headers=record_run.admin.headers
+        )
+        assert r.status_code == 200, r.text
+        assert all(p.metadata["encoding"] != ENCODING for p in from_ui_json(r.json()))
+        other = await signup(client)
+        r = await client.post("/codec/decode", json=as_ui_json(sealed), headers=other.headers)
+        assert r.status_code == 404
 
     async def test_another_organization_gets_404_and_nothing_decoded(
         self, client: AsyncClient, settings: Settings, record_run: RecordRun
