@@ -19,6 +19,7 @@ from api.routes import (
     auth,
     callbacks,
     channels,
+    codec,
     data_tables,
     do_not_contact,
     health,
@@ -35,6 +36,7 @@ from api.routes import (
     vault,
     webhooks,
 )
+from api.services.codec_server import CodecProvider
 from api.services.journey_archive import archive_journeys
 from api.services.progress import ProgressHub
 from api.services.throttle import RateLimited, rate_limited_response
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = TemporalProvider(settings)
         app.state.progress = ProgressHub(engine)
         app.state.secret_store = SecretStore(settings)
+        app.state.codec = CodecProvider(settings)
         stop = asyncio.Event()
         archiver = (
             asyncio.create_task(archive_journeys(engine, app.state.temporal, stop))
@@ -131,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(api_router())
     mount_console(app)
+    app.include_router(codec.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(PublicRoute())])
     async def openapi_at_root() -> JSONResponse:
@@ -143,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(codec.CodecCors, origins=settings.codec_cors_origins)
     # Added last so it is the outermost of ours: it also answers errors raised by the others.
     app.add_middleware(LastResortMiddleware)
     return app

@@ -226,6 +226,11 @@ async def get_principal(
     ).first()
     if found is None:
         raise AppError("Session token is not valid", "TOKEN_INVALID", 401)
+    return await session_principal(session, found)
+
+
+async def session_principal(session: AsyncSession, found: UserSession) -> Principal:
+    """The person behind a session row, if the session is still live (the one set of rules)."""
     now = datetime.now(UTC)
     if found.ended_at is not None:
         if found.end_reason == SessionEnd.replaced:

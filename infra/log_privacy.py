@@ -2,7 +2,7 @@
 
 HTTP client libraries log every request URL at INFO, and our URLs are templated from rows
 (`/contacts/{{phone}}`): they only speak up for warnings. uvicorn's access log records every path,
-and some carry a credential (an ingest webhook token): those are redacted.
+and some carry a credential (an ingest webhook token, a codec link's grant): those are redacted.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def quiet_http_loggers() -> None:
 
 # Path segments that are credentials or contact data. The do-not-contact removal by path is gone,
 # but old clients may still call it and the access log would record the address they send.
-_SECRET_SEGMENT = re.compile(r"(?<=/)(?:cxw_|cxg_)[^/?#]*")
+_SECRET_SEGMENT = re.compile(r"(?<=/)(?:cxw_|cxg_|cxc_)[^/?#]*")
 _SECRET_AFTER = re.compile(
     r"(/public/data-tables/ingest/|/do-not-contact/)(?!remove(?:[/?#]|$))[^/?#]+"
 )

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     temporal_ui_port: int = 8233
+    # Where people open the Temporal UI (links from the console); default the dev UI.
+    temporal_ui_url: str | None = None
+    # Browser origins allowed to call the codec server (/codec/*): the Temporal UI's origin(s).
+    # Default: the dev UI on temporal_ui_port, by IP and by name.
+    temporal_ui_origins: Annotated[list[str], NoDecode] = []
 
     # Lists and maps also read the shell-friendly forms `a,b` and `llm=50,email=20` (or JSON).
     http_allowed_hosts: Annotated[list[str], NoDecode] = []
@@ -83,7 +88,9 @@ class Settings(BaseSettings):
     default_plan: str = "unlimited"
     plans_file: Path | None = None
 
-    @field_validator("http_allowed_hosts", "provider_allowed_hosts", mode="before")
+    @field_validator(
+        "http_allowed_hosts", "provider_allowed_hosts", "temporal_ui_origins", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -122,6 +129,18 @@ class Settings(BaseSettings):
             if len(self.secret_key.get_secret_value()) < 32:
                 raise ValueError("CXGEAR_SECRET_KEY must be at least 32 characters in production")
         return self
+
+    @property
+    def temporal_ui_base(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+
+    @property
+    def codec_cors_origins(self) -> list[str]:
+        if self.temporal_ui_origins:
+            return [o.rstrip("/") for o in self.temporal_ui_origins]
+        port = self.temporal_ui_port
+        dev = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+        return dev + ([self.temporal_ui_base] if self.temporal_ui_base not in dev else [])
 
     def task_queue(self, name: str) -> str:
         return f"{self.task_queue_prefix}-{name}"

@@ -64,6 +64,10 @@ class Stack:
         host = LOOPBACK if self.api_host in ("0.0.0.0", "") else self.api_host
         return f"http://{host}:{self.api_port}"
 
+    @property
+    def codec_url(self) -> str:
+        return f"{self.api_url}/codec"
+
     def servers(self) -> list[tuple[str, subprocess.Popen[bytes] | None, Path]]:
         return [
             ("PostgreSQL", self.postgres.process, self.postgres.log_file),
@@ -103,6 +107,8 @@ def plan(settings: Settings) -> Stack:
         api_host=settings.api_host,
         api_port=settings.api_port,
     )
+    # The UI asks our API to decode payloads (users still need to be signed in; see README).
+    stack.temporal.ui_codec_endpoint = stack.codec_url
     stack.ports = [
         (pg_port, "PostgreSQL", "CXGEAR_DATABASE_URL"),
         (temporal_port, "Temporal", "CXGEAR_TEMPORAL_ADDRESS"),
@@ -202,6 +208,7 @@ def _start(stack: Stack, out: Console, started: float) -> None:
         ("API", stack.api_url),
         ("OpenAPI docs", f"{stack.api_url}/docs"),
         ("Temporal UI", temporal_ui),
+        ("Codec server", f"{stack.codec_url}  (the Temporal UI decodes payloads through it)"),
         ("Temporal gRPC", stack.temporal.address),
         ("OpenBao", f"{stack.openbao.address}  (root token in {stack.openbao.init_file})"),
         ("Logs", f"{stack.logs}/"),

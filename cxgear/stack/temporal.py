@@ -58,9 +58,12 @@ class EmbeddedTemporal(ServerProcess):
         *,
         namespace: str = "default",
         log_file: Path | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = db_file.expanduser().absolute() if db_file is not None else None
         self.ui_port = ui_port
+        # The API's codec server (`<api>/codec`), so the UI shows decoded payloads.
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.namespace = namespace
         super().__init__(port, log_file or default_log_file(self.db_file, "temporal", port))
 
@@ -89,6 +92,8 @@ class EmbeddedTemporal(ServerProcess):
         else:
             # The UI would otherwise fetch a newsfeed from the internet on every page load.
             args += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.db_file is not None:
             # Without WAL the SQLite store is ~4x slower and stalls on large fan-out.
             args += [

@@ -22,15 +22,21 @@ from temporalio.worker import Replayer, Worker
 with workflow.unsafe.imports_passed_through():
     import pytest
     from cryptography.exceptions import InvalidTag
+    from temporalio.converter import WorkflowSerializationContext
 
     import infra.codec as codec_module
     from api.services.journey import derive_journey
     from infra.codec import (
         ENCODING,
         KEY_ID_META,
+        ORG_META,
+        WORKFLOW_META,
         AesGcmCodec,
         CodecKeyError,
+        PayloadOwner,
+        PayloadTampered,
         load_codec,
+        payload_owner,
         read_keyring,
         rotate_codec_key,
     )
@@ -97,6 +103,73 @@ class TestRoundTrip:
         sealed.metadata[KEY_ID_META] = b"no-such-key"
         with pytest.raises(CodecKeyError):
             await codec.decode([sealed])
+
+
+class TestOwners:
+    """Sealed payloads name their owner; the name is authenticated, so it cannot be moved."""
+
+    async def test_workflow_context_stamps_the_workflow(
+        self, settings: Settings, path: str
+    ) -> None:
+        codec = (await load_codec(settings, path=path)).with_context(
+            WorkflowSerializationContext(namespace="default", workflow_id="rec-42")
+        )
+        (sealed,) = await codec.encode([json_payload("x")])
+        assert sealed.metadata[WORKFLOW_META] == b"rec-42"
+        assert payload_owner(sealed) == PayloadOwner(workflow_id="rec-42")
+        assert await codec.decode([sealed]) == [json_payload("x")]
+
+    async def test_organization_copy_stamps_the_organization(
+        self, settings: Settings, path: str
+    ) -> None:
+        base = await load_codec(settings, path=path)
+        (sealed,) = await base.for_organization("org-1").encode([json_payload("x")])
+        assert payload_owner(sealed) == PayloadOwner(org_id="org-1")
+        assert await base.decode([sealed]) == [json_payload("x")]  # any copy opens it
+
+    async def test_moving_a_payload_to_another_owner_breaks_it(
+        self, settings: Settings, path: str
+    ) -> None:
+        codec = await load_codec(settings, path=path)
+        (sealed,) = await codec.for_organization("org-1").encode([json_payload("x")])
+        for change in (
+            {ORG_META: b"org-2"},
+            {WORKFLOW_META: b"rec-1"},  # a second owner name
+        ):
+            moved = Payload()
+            moved.CopyFrom(sealed)
+            for key, value in change.items():
+                moved.metadata[key] = value
+            if WORKFLOW_META in change:
+                del moved.metadata[ORG_META]
+            with pytest.raises(PayloadTampered):
+                await codec.decode([moved])
+        stripped = Payload()
+        stripped.CopyFrom(sealed)
+        del stripped.metadata[ORG_META]
+        with pytest.raises(PayloadTampered):
+            await codec.decode([stripped])
+
+    async def test_payloads_sealed_before_owners_still_open(
+        self, settings: Settings, path: str
+    ) -> None:
+        """What the codec wrote before owners existed: the key id alone as associated data."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        codec = await load_codec(settings, path=path)
+        keyring = await asyncio.to_thread(read_keyring, settings, path)
+        assert keyring is not None
+        key_id = keyring.current
+        nonce = b"\x01" * 12
+        old = Payload(
+            metadata={"encoding": ENCODING, KEY_ID_META: key_id.encode()},
+            data=nonce
+            + AESGCM(keyring.keys[key_id]).encrypt(
+                nonce, json_payload("old").SerializeToString(), key_id.encode()
+            ),
+        )
+        assert payload_owner(old) is None
+        assert await codec.decode([old]) == [json_payload("old")]
 
 
 class TestKeyring:
@@ -188,6 +261,32 @@ class CanaryWorkflow:
         return CanaryResult(echoed["outcome"], error)
 
 
+def sealed_payloads(history: WorkflowHistory) -> list[Payload]:
+    """Every Payload message anywhere in the history's events."""
+    found: list[Payload] = []
+
+    def walk(message: Any) -> None:
+        if isinstance(message, Payload):
+            found.append(message)
+            return
+        for field, value in message.ListFields():
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                values = list(value.values())
+            elif field.is_repeated:
+                values = list(value)
+            else:
+                values = [value]
+            for v in values:
+                if hasattr(v, "ListFields"):
+                    walk(v)
+
+    for event in history.events:
+        walk(event)
+    return found
+
+
 async def raw_history(settings: Settings, workflow_id: str) -> WorkflowHistory:
     plain = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     return await plain.get_workflow_handle(workflow_id).fetch_history()
@@ -224,6 +323,10 @@ class TestCanary:
             assert canary.encode() not in raw
             assert canary not in history.to_json()
             assert b"echo_or_fail" in raw  # the check reads real history bytes
+            # Every sealed payload (inputs, results, failures) names this workflow as its owner.
+            sealed = [p for p in sealed_payloads(history) if p.metadata.get("encoding") == ENCODING]
+            assert len(sealed) >= 4
+            assert {payload_owner(p) for p in sealed} == {PayloadOwner(workflow_id=workflow_id)}
 
             # Failure messages in history are placeholders; the codec client decodes them.
             failed_events = [

@@ -278,6 +278,19 @@ class TestCxgearDev:
         assert bao.status_code == 200
         for url in (api, f"{api}/docs", ui):
             assert url in dev_run.text
+        # The UI decodes through the API's codec server, which lets the UI's origin call it.
+        codec = httpx.get(f"{ui}/api/v1/settings", timeout=5).json()["Codec"]
+        assert codec["Endpoint"] == f"{api}/codec"
+        preflight = httpx.options(
+            f"{api}/codec/decode",
+            headers={
+                "Origin": ui,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-namespace",
+            },
+            timeout=5,
+        )
+        assert preflight.headers.get("access-control-allow-origin") == ui
 
         descendants = dev_run.descendants()
         assert len(descendants) >= 5  # postgres, temporal, bao, API, worker
