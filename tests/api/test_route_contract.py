@@ -15,7 +15,8 @@ from tests.builders import Account, invite, project, role_id
 
 # Console pages get their data from API routes called as the user (api/console/api_client.py).
 ACCESS_MARKERS = (RequirePermission, RequireApiKey, PublicRoute, RequireSignedIn, ConsolePage)
-NOT_AN_ID = {"token"}
+# Path words that name no object of an organization (a token, a webhook kind such as "status").
+NOT_AN_ID = {"token", "kind"}
 
 
 def _calls(dependant: Any) -> list[Any]:
