@@ -31,6 +31,7 @@ from api.routes import (
     schedules,
     spinner_links,
     spinners,
+    usage,
     users,
     vault,
     webhooks,
@@ -84,6 +85,7 @@ def api_router() -> APIRouter:
         integrations,
         channels,
         do_not_contact,
+        usage,
         webhooks,
     ):
         router.include_router(module.router)

@@ -126,8 +126,12 @@ class TestConsole:
             "    branches:\n"
             "      - when: city == 'City 1'\n"
             "        label: first city\n"
-            "        next: done\n"
+            "        next: linger\n"
             "    default: done\n"
+            "  - id: linger\n"
+            "    type: wait\n"
+            "    duration: 5s\n"
+            "    next: done\n"
             "  - id: done\n"
             "    type: tag\n"
             "    disposition: Greeted\n"
@@ -137,9 +141,16 @@ class TestConsole:
         page.get_by_role("button", name="Publish").click()
         expect(page.locator("#published")).to_contain_text("Published version 1")
         graph = page.locator("#spinner-graph")
-        expect(graph.locator("g.step")).to_have_count(3)
+        expect(graph.locator("g.step")).to_have_count(4)
         expect(graph).to_contain_text("first city")
         page.get_by_role("button", name="Run now").click()
+        expect(page.locator("#job-percent")).to_be_visible()
+        assert page.locator("#job-percent").text_content() != "100%"  # as the page was served
+        # The three 'City 1' records wait 5 s, so the live bar must show a value between 0 and
+        # 100 (pushed by the shared progress poll) before it reaches 100%.
+        expect(page.locator("#job-percent")).to_have_text(
+            re.compile(r"^[1-9][0-9]?%$"), timeout=60_000
+        )
         expect(page.locator("#job-percent")).to_have_text("100%", timeout=60_000)
         expect(page.locator("#job-status")).to_have_text("completed")
         expect(page.locator("#count-completed")).to_have_text("30")
