@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 
 from tests.builders import PASSWORD, as_user, invite, project, signup
 
@@ -162,3 +163,207 @@ class TestPages:
             r = await client.get(url)
             assert r.status_code == 403, url
             assert "Missing permission" in r.text
+
+
+async def submit(client: AsyncClient, page_url: str, action: str, data: dict[str, Any]) -> Response:
+    """Posts a console form the way a browser does: with the CSRF token of the page it is on."""
+    token = csrf_of((await client.get(page_url)).text)
+    return await client.post(action, data={**data, "csrf": token})
+
+
+async def api_json(client: AsyncClient, path: str) -> Any:
+    token = client.cookies["cxgear_session"]
+    r = await client.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+ADMIN_PAGES = [
+    "/admin/roles",
+    "/admin/api-keys",
+    "/admin/integrations",
+    "/admin/channels",
+    "/admin/do-not-contact",
+    "/usage",
+]
+ADMIN_FORMS = [
+    ("/admin/api-keys", {"name": "k", "scopes": "ingest"}),
+    ("/admin/integrations", {"kind": "mock", "name": "m"}),
+    ("/admin/do-not-contact", {"address": "+14155550199"}),
+]
+
+
+class TestAdminPages:
+    async def test_every_admin_page_renders_in_the_navigation(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        nav = (await client.get("/projects")).text
+        for url in ADMIN_PAGES:
+            assert f'href="{url}"' in nav, url
+            r = await client.get(url)
+            assert r.status_code == 200, (url, r.text[:300])
+            assert "unsafe-inline" not in r.headers["content-security-policy"]
+
+    async def test_an_agent_sees_none_of_them_and_gets_403(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        agent = await invite(client, admin, roles=["Agent"])
+        client.cookies.set("cxgear_session", (await as_user(client, agent["email"])).token)
+        nav = (await client.get("/projects")).text
+        for url in ADMIN_PAGES:
+            assert f'href="{url}"' not in nav, url
+            r = await client.get(url)
+            assert r.status_code == 403, url
+            assert "Missing permission" in r.text
+
+    async def test_forms_without_the_csrf_token_are_refused_and_change_nothing(
+        self, client: AsyncClient
+    ) -> None:
+        await browser_signup(client)
+        for action, data in ADMIN_FORMS:
+            r = await client.post(action, data=data)
+            assert r.status_code == 403, action
+            assert "came from elsewhere" in r.text
+        assert (await api_json(client, "/api-keys"))["count"] == 0
+        assert (await api_json(client, "/integrations"))["count"] == 0
+        assert (await api_json(client, "/do-not-contact"))["count"] == 0
+
+    async def test_roles_extend_edit_and_delete(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        agent = next(r for r in (await api_json(client, "/roles"))["data"] if r["name"] == "Agent")
+        r = await submit(
+            client, "/admin/roles", f"/admin/roles/{agent['id']}/extend", {"name": SCRIPT}
+        )
+        assert r.status_code == 303, r.text
+        role_url = r.headers["location"]
+        page = await client.get(role_url)
+        assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
+        r = await submit(
+            client,
+            role_url,
+            role_url,
+            {"name": "Helpers", "permissions": ["projects.read", "spinners.read"]},
+        )
+        assert r.status_code == 303
+        role = await api_json(client, role_url.removeprefix("/admin"))
+        assert role["name"] == "Helpers"
+        assert role["permissions"] == ["projects.read", "spinners.read"]
+        assert role["extends_id"] == agent["id"]
+        # A taken name is shown on the form, not as an error page.
+        r = await submit(client, role_url, role_url, {"name": "Agent"})
+        assert r.status_code == 409
+        assert "already exists" in r.text
+        r = await submit(client, "/admin/roles", f"{role_url}/delete", {})
+        assert r.status_code == 303
+        names = [x["name"] for x in (await api_json(client, "/roles"))["data"]]
+        assert "Helpers" not in names
+
+    async def test_an_api_key_secret_is_shown_once_then_revoked(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        r = await submit(
+            client, "/admin/api-keys", "/admin/api-keys", {"name": SCRIPT, "scopes": "trigger"}
+        )
+        assert r.status_code == 201, r.text
+        secret = re.search(r'id="key-secret"[^>]*value="([^"]+)"', r.text)
+        assert secret and secret.group(1).startswith("cxg_")
+        assert SCRIPT not in r.text
+        key = (await api_json(client, "/api-keys"))["data"][0]
+        assert secret.group(1).startswith(key["prefix"])
+        again = await client.get("/admin/api-keys")
+        assert secret.group(1) not in again.text
+        assert key["prefix"] in again.text
+        r = await submit(client, "/admin/api-keys", f"/admin/api-keys/{key['id']}/revoke", {})
+        assert r.status_code == 303
+        assert (await api_json(client, "/api-keys"))["data"][0]["revoked_at"] is not None
+        # No scope chosen: the API's validation answer is shown on the form.
+        r = await submit(client, "/admin/api-keys", "/admin/api-keys", {"name": "none"})
+        assert r.status_code == 422
+        assert 'id="key-error"' in r.text
+
+    async def test_integrations_add_and_test_connection(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        r = await submit(
+            client, "/admin/integrations", "/admin/integrations", {"kind": "mock", "name": "Mocky"}
+        )
+        assert r.status_code == 303, r.text
+        integration = (await api_json(client, "/integrations"))["data"][0]
+        assert integration["name"] == "Mocky"
+        r = await submit(
+            client, "/admin/integrations", f"/admin/integrations/{integration['id']}/test", {}
+        )
+        assert r.status_code == 200
+        assert "Connection test: OK" in r.text
+        # Credentials the kind needs but the form left empty: refused inline, nothing stored.
+        r = await submit(
+            client,
+            "/admin/integrations",
+            "/admin/integrations",
+            {"kind": "openai", "name": "LLM", "api_key": ""},
+        )
+        assert r.status_code == 422
+        assert 'id="integration-error"' in r.text
+        assert (await api_json(client, "/integrations"))["count"] == 1
+
+    async def test_channels_add_and_toggle_the_sandbox(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        r = await submit(
+            client,
+            "/admin/integrations",
+            "/admin/integrations",
+            {"kind": "twilio", "name": "Tw", "account_sid": "AC1", "auth_token": "tok-secret"},
+        )
+        assert r.status_code == 303, r.text
+        page = await client.get("/admin/integrations")
+        assert "tok-secret" not in page.text and "auth_token ••••••" in page.text
+        twilio = (await api_json(client, "/integrations"))["data"][0]
+        form = {
+            "kind": "sms",
+            "name": "Texts",
+            "integration_id": twilio["id"],
+            "sender": "+1 415 555 0100",
+            "sandbox": "true",
+        }
+        r = await submit(client, "/admin/channels", "/admin/channels", form)
+        assert r.status_code == 303, r.text
+        channel = (await api_json(client, "/channels"))["data"][0]
+        assert channel["sandbox"] is True and channel["sender"] == "+14155550100"
+        r = await submit(
+            client,
+            "/admin/channels",
+            f"/admin/channels/{channel['id']}/sandbox",
+            {"sandbox": "false"},
+        )
+        assert r.status_code == 303
+        assert (await api_json(client, "/channels"))["data"][0]["sandbox"] is False
+        assert "Use sandbox: Texts" in (await client.get("/admin/channels")).text
+        r = await submit(
+            client, "/admin/channels", "/admin/channels", {**form, "name": "Bad", "sender": "12"}
+        )
+        assert r.status_code == 422
+        assert "E.164" in r.text
+
+    async def test_do_not_contact_add_and_remove(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        url = "/admin/do-not-contact"
+        r = await submit(client, url, url, {"address": "+1 415 555 0123", "source": SCRIPT})
+        assert r.status_code == 303, r.text
+        page = await client.get(url)
+        assert "+14155550123" in page.text
+        assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
+        r = await submit(client, url, f"{url}/remove", {"address": "+14155550123"})
+        assert r.status_code == 303
+        assert (await api_json(client, "/do-not-contact"))["count"] == 0
+        r = await submit(client, url, f"{url}/remove", {"address": "+14155550123"})
+        assert r.status_code == 404
+        assert "not on the list" in r.text
+        r = await submit(client, url, url, {"address": "not an address"})
+        assert r.status_code == 422
+        assert 'id="dnc-error"' in r.text
+
+    async def test_usage_shows_the_meters_as_bars(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        await submit(client, "/projects", "/projects", {"name": "P", "type": "outreach"})
+        page = await client.get("/usage")
+        assert page.status_code == 200
+        assert "trial plan" in page.text
+        assert re.search(r'id="meter-projects" value="1" max="3"', page.text)
+        assert 'id="meter-jobs" value="0" max="500"' in page.text
+        assert 'id="usage-reset"' in page.text
