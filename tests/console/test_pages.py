@@ -8,7 +8,16 @@ from typing import Any
 
 from httpx import AsyncClient, Response
 
-from tests.builders import PASSWORD, as_user, invite, project, signup
+from tests.builders import (
+    PASSWORD,
+    Account,
+    as_user,
+    invite,
+    make_spinner,
+    make_table,
+    project,
+    signup,
+)
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -367,3 +376,102 @@ class TestAdminPages:
         assert re.search(r'id="meter-projects" value="1" max="3"', page.text)
         assert 'id="meter-jobs" value="0" max="500"' in page.text
         assert 'id="usage-reset"' in page.text
+
+
+def session_account(client: AsyncClient, email: str = "") -> Account:
+    """The browser session as an API account, to build data through the API's own routes."""
+    return Account(client.cookies["cxgear_session"], "", "", email)
+
+
+LOG_STEPS = {"steps": [{"id": "hi", "type": "log", "message": "hi"}]}
+
+
+class TestSpinnerAndTablePages:
+    async def test_ingest_token_is_shown_once_and_rotation_retires_the_old_one(
+        self, client: AsyncClient
+    ) -> None:
+        await browser_signup(client)
+        me = session_account(client)
+        p = await project(client, me)
+        table = await make_table(client, me, project_id=p["id"], csv_text="name\nAda\n")
+        url = f"/tables/{table['id']}"
+        assert (await client.post(f"{url}/ingest-token", data={})).status_code == 403
+        r = await submit(client, url, f"{url}/ingest-token", {})
+        assert r.status_code == 201, r.text
+        first = re.search(r'id="ingest-url"[^>]*value="([^"]+)"', r.text)
+        assert first
+        token = first.group(1).rsplit("/", 1)[1]
+        ingest = f"/api/v1/public/data-tables/ingest/{token}"
+        ok = await client.post(ingest, json={"records": [{"name": "Bo"}]})
+        assert ok.status_code == 200, ok.text
+        page = await client.get(url)
+        assert token not in page.text and "Rotate ingest token" in page.text
+        r = await submit(client, url, f"{url}/ingest-token", {})
+        assert r.status_code == 201
+        assert token not in r.text
+        gone = await client.post(ingest, json={"records": [{"name": "Cy"}]})
+        assert gone.status_code == 404
+
+    async def test_schedules_create_pause_resume_delete(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        me = session_account(client)
+        p = await project(client, me)
+        table = await make_table(client, me, project_id=p["id"], csv_text="name\nAda\n")
+        spinner = await make_spinner(
+            client, me, project_id=p["id"], definition=LOG_STEPS, name=SCRIPT
+        )
+        url = f"/spinners/{spinner['id']}"
+        page = await client.get(url)
+        assert SCRIPT not in page.text
+        form = {"table_id": table["id"], "cron": "0 9 * * *", "timezone": "Europe/Paris"}
+        r = await submit(client, url, f"{url}/schedules", {**form, "cron": "every day"})
+        assert r.status_code == 422
+        assert "five fields" in r.text and 'id="schedule-error"' in r.text
+        r = await submit(client, url, f"{url}/schedules", form)
+        assert r.status_code == 303, r.text
+        sched = (await api_json(client, f"/spinners/{spinner['id']}/schedules"))["data"][0]
+        assert sched["cron"] == "0 9 * * *" and sched["timezone"] == "Europe/Paris"
+        page = await client.get(url)
+        assert "Europe/Paris" in page.text
+        first_run = sched["next_runs"][0]
+        assert f'<time datetime="{first_run}">' in page.text
+        for action, paused in (("pause", True), ("resume", False)):
+            r = await submit(client, url, f"{url}/schedules/{sched['id']}/{action}", {})
+            assert r.status_code == 303
+            listed = (await api_json(client, f"/spinners/{spinner['id']}/schedules"))["data"]
+            assert listed[0]["paused"] is paused
+        r = await submit(client, url, f"{url}/schedules/{sched['id']}/delete", {})
+        assert r.status_code == 303
+        assert (await api_json(client, f"/spinners/{spinner['id']}/schedules"))["count"] == 0
+
+    async def test_supporting_links_add_and_delete(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        me = session_account(client)
+        p = await project(client, me)
+        parent = await make_spinner(client, me, project_id=p["id"], definition=LOG_STEPS)
+        child = await make_spinner(
+            client, me, project_id=p["id"], definition=LOG_STEPS, name="Retry <b>me</b>"
+        )
+        draft = await make_spinner(
+            client, me, project_id=p["id"], definition=LOG_STEPS, publish=False
+        )
+        url = f"/spinners/{parent['id']}"
+        form = {
+            "child_spinner_id": child["id"],
+            "kind": "retry",
+            "condition": 'disposition == "Retry"',
+            "delay": "15m",
+            "max_attempts": "2",
+        }
+        r = await submit(client, url, f"{url}/links", {**form, "child_spinner_id": draft["id"]})
+        assert r.status_code == 422
+        assert "no published version" in r.text
+        r = await submit(client, url, f"{url}/links", form)
+        assert r.status_code == 303, r.text
+        link = (await api_json(client, f"/spinners/{parent['id']}/links"))["data"][0]
+        assert link["child_spinner_id"] == child["id"] and link["max_attempts"] == 2
+        page = await client.get(url)
+        assert "Retry &lt;b&gt;me&lt;/b&gt;" in page.text and "<b>me</b>" not in page.text
+        r = await submit(client, url, f"{url}/links/{link['id']}/delete", {})
+        assert r.status_code == 303
+        assert (await api_json(client, f"/spinners/{parent['id']}/links"))["count"] == 0
