@@ -143,6 +143,7 @@ class TestConsole:
         graph = page.locator("#spinner-graph")
         expect(graph.locator("g.step")).to_have_count(4)
         expect(graph).to_contain_text("first city")
+        assert serious_violations(page) == []  # with the schedule and link forms shown
         page.get_by_role("button", name="Run now").click()
         expect(page.locator("#job-percent")).to_be_visible()
         assert page.locator("#job-percent").text_content() != "100%"  # as the page was served
@@ -231,5 +232,40 @@ class TestConsole:
         expect(page.locator("#audit")).to_contain_text("create")
         expect(page.locator("#audit")).to_contain_text("openai_key")
         assert secret_value not in page.content()
+        assert serious_violations(page) == []
+        # The other admin pages, each with something on it, pass axe too.
+        page.get_by_role("link", name="API keys").click()
+        page.get_by_label("Name").fill("CRM sync")
+        page.get_by_label("ingest").check()
+        page.get_by_role("button", name="Create API key").click()
+        expect(page.get_by_label("Secret")).to_have_value(re.compile(r"^cxg_"))
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Roles").click()
+        page.get_by_label("New role from Agent").fill("Senior agent")
+        page.get_by_role("button", name="Extend Agent").click()
+        expect(page.get_by_role("heading", name="Role Senior agent")).to_be_visible()
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Integrations").click()
+        page.get_by_label("Kind").select_option("twilio")
+        page.get_by_label("Name").fill("Twilio")
+        page.get_by_label("Account SID (Twilio)").fill("AC123")
+        page.get_by_label("Auth token (Twilio)").fill("token-value")
+        page.get_by_role("button", name="Add integration").click()
+        expect(page.locator("#integrations")).to_contain_text("Twilio")
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Channels").click()
+        page.get_by_label("Name").fill("Texts")
+        page.get_by_label("Sender (E.164").fill("+14155550100")
+        page.get_by_label("Sandbox").check()
+        page.get_by_role("button", name="Add channel").click()
+        expect(page.locator("#channels")).to_contain_text("+14155550100")
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Do not contact").click()
+        page.get_by_label("Phone (E.164) or email address").fill("stop@example.com")
+        page.get_by_role("button", name="Add to the list").click()
+        expect(page.locator("#dnc")).to_contain_text("stop@example.com")
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Usage").click()
+        expect(page.locator("#meter-api_keys")).to_have_attribute("value", "1")
         assert serious_violations(page) == []
         shot(page, output_path)
