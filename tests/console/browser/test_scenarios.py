@@ -254,7 +254,7 @@ class TestConsole:
         expect(page.locator("#integrations")).to_contain_text("Twilio")
         assert serious_violations(page) == []
         page.get_by_role("link", name="Channels").click()
-        page.get_by_label("Name").fill("Texts")
+        page.get_by_label("Name", exact=True).fill("Texts")
         page.get_by_label("Sender (E.164").fill("+14155550100")
         page.get_by_label("Sandbox").check()
         page.get_by_role("button", name="Add channel").click()
