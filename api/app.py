@@ -32,6 +32,7 @@ from api.routes import (
     schedules,
     spinner_links,
     spinners,
+    usage,
     users,
     vault,
     webhooks,
@@ -86,6 +87,7 @@ def api_router() -> APIRouter:
         integrations,
         channels,
         do_not_contact,
+        usage,
         webhooks,
     ):
         router.include_router(module.router)

@@ -5,14 +5,36 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.console import admin, auth, jobs, projects, spinners, tables
+from api.console import (
+    access,
+    admin,
+    auth,
+    jobs,
+    projects,
+    providers,
+    schedules,
+    spinners,
+    tables,
+    usage,
+)
 from api.console.errors import install_console_errors
 from api.console.pages import HERE, ConsolePage
 
 
 def mount_console(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    for module in (auth, projects, tables, spinners, jobs, admin):
+    for module in (
+        auth,
+        projects,
+        tables,
+        spinners,
+        schedules,
+        jobs,
+        admin,
+        access,
+        providers,
+        usage,
+    ):
         app.include_router(
             module.router, include_in_schema=False, dependencies=[Depends(ConsolePage())]
         )

@@ -3,11 +3,9 @@ the job's records; record page with metadata, outcomes and the journey."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -16,30 +14,12 @@ from fastapi.responses import Response, StreamingResponse
 from api.console.api_client import ApiError, ConsoleApi
 from api.console.pages import CsrfChecked, MeDep, redirect, render, templates
 from api.console.projects import project_of
+from api.deps import ProgressDep
 from infra.settings import Settings
 from models.fields import Cursor, SafeStr
 
 router = APIRouter()
-TERMINAL = {"completed", "failed", "cancelled"}
-POLL_S = 1.0
 RECORDS_PAGE = 50
-
-
-def progress_of(job: dict[str, Any]) -> dict[str, Any]:
-    """Completed / failed / waiting, rate and ETA from the job's record counts."""
-    counts = job["counts"]
-    total = counts["total"] or 0
-    done = counts["completed"] + counts["failed"] + counts["cancelled"]
-    rate = eta = None
-    if job.get("started_at") and done:
-        end = job.get("ended_at")
-        until = datetime.fromisoformat(end) if end else datetime.now(UTC)
-        elapsed = (until - datetime.fromisoformat(job["started_at"])).total_seconds()
-        if elapsed > 0:
-            rate = done / elapsed
-            eta = (total - done) / rate if total > done else 0
-    percent = round(100 * done / total) if total else (100 if job["status"] in TERMINAL else 0)
-    return {"done": done, "total": total, "percent": percent, "rate": rate, "eta": eta}
 
 
 def temporal_ui(request: Request, path: str) -> str:
@@ -55,8 +35,7 @@ def temporal_ui(request: Request, path: str) -> str:
 async def jobs_page(request: Request, me: MeDep, project_id: uuid.UUID) -> Response:
     project = await project_of(request, project_id)
     jobs = (await ConsoleApi(request).get(f"/projects/{project_id}/jobs"))["data"]
-    rows = [{**j, "progress": progress_of(j)} for j in jobs]
-    return render(request, "jobs.html", {"me": me, "project": project, "jobs": rows})
+    return render(request, "jobs.html", {"me": me, "project": project, "jobs": jobs})
 
 
 @router.get("/jobs/{job_id}")
@@ -71,6 +50,7 @@ async def job_page(
 ) -> Response:
     api = ConsoleApi(request)
     job = await api.get(f"/jobs/{job_id}")
+    progress = await api.get(f"/jobs/{job_id}/progress")
     project = await project_of(request, job["project_id"])
     records = await api.get(
         f"/jobs/{job_id}/records", status=status, after=after, limit=RECORDS_PAGE
@@ -80,11 +60,11 @@ async def job_page(
         "me": me,
         "project": project,
         "job": job,
-        "progress": progress_of(job),
+        "progress": progress,
         "records": records,
         "status": status,
         "temporal_url": temporal_ui(request, f"/workflows?query={query}"),
-        "live": job["status"] not in TERMINAL,
+        "live": progress["phase"] != "ended",
     }
     return render(request, "job.html", context)
 
@@ -95,29 +75,23 @@ def _event(name: str, html: str) -> str:
 
 
 @router.get("/jobs/{job_id}/events")
-async def job_events(request: Request, job_id: uuid.UUID) -> StreamingResponse:
-    """The job's progress panel, re-rendered each second until the job ends.
+async def job_events(request: Request, job_id: uuid.UUID, hub: ProgressDep) -> StreamingResponse:
+    """The job's progress panel, re-rendered from each snapshot of the API's shared poller.
 
-    Polls the job row through the API's job route (PostgreSQL); one connection per open page.
+    The API's own routes decide access first (the job must be readable by the signed-in user);
+    the stream then relays `ProgressHub.watch`, the one poll per job that also feeds
+    `GET /api/v1/jobs/{id}/progress/stream`, so a page adds a viewer, never a poller.
     """
     api = ConsoleApi(request)
+    me = await api.get("/auth/me")
     await api.get(f"/jobs/{job_id}")  # 401/403/404 before the stream starts
+    org_id = uuid.UUID(me["organization"]["id"])
+    panel = templates.get_template("job_progress.html")
 
     async def stream() -> AsyncIterator[str]:
-        while not await request.is_disconnected():
-            try:
-                job = await api.get(f"/jobs/{job_id}")
-            except ApiError:
-                yield _event("done", "")
-                return
-            html = templates.get_template("job_progress.html").render(
-                job=job, progress=progress_of(job)
-            )
-            yield _event("progress", html)
-            if job["status"] in TERMINAL:
-                yield _event("done", "")
-                return
-            await asyncio.sleep(POLL_S)
+        async for snapshot in hub.watch(org_id, job_id):
+            yield _event("progress", panel.render(progress=snapshot.model_dump(mode="json")))
+        yield _event("done", "")
 
     return StreamingResponse(
         stream(),

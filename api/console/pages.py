@@ -37,6 +37,18 @@ def secret(request: Request) -> str:
     return settings.secret_key.get_secret_value()
 
 
+ADMIN_LINKS = (
+    ("users.manage", "/admin/users", "Users"),
+    ("roles.manage", "/admin/roles", "Roles"),
+    ("api_keys.manage", "/admin/api-keys", "API keys"),
+    ("vault.read", "/admin/vault", "Vault secrets"),
+    ("integrations.read", "/admin/integrations", "Integrations"),
+    ("integrations.read", "/admin/channels", "Channels"),
+    ("integrations.read", "/admin/do-not-contact", "Do not contact"),
+    ("billing.read", "/usage", "Usage"),
+)
+
+
 @dataclass
 class Me:
     """The signed-in user as the API's /auth/me describes them, plus their projects."""
@@ -51,6 +63,10 @@ class Me:
         from models.permissions import grants
 
         return grants(self.permissions, permission)
+
+    def admin_links(self) -> list[tuple[str, str]]:
+        """The admin pages this user may open, as (href, label) for the navigation."""
+        return [(href, label) for perm, href, label in ADMIN_LINKS if self.can(perm)]
 
 
 async def current_me(request: Request) -> Me:
@@ -122,3 +138,14 @@ class ConsolePage:
 
     async def __call__(self) -> None:
         return None
+
+
+def form_problem(err: ApiError) -> str:
+    """What a form shows inline when the API refuses it (validation, names taken, plan limits).
+
+    An ended session, a missing permission or a missing object is the console's own page
+    (sign-in, 403, 404), so those are raised again for the console's error handler.
+    """
+    if err.status in (401, 404) or err.code in ("FORBIDDEN", "CSRF_FAILED"):
+        raise err
+    return err.message

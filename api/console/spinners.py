@@ -49,12 +49,15 @@ def _as_yaml(definition: dict[str, Any]) -> str:
     return yaml.safe_dump(definition, sort_keys=False, allow_unicode=True)
 
 
-async def _spinner_context(request: Request, me: Any, spinner_id: uuid.UUID) -> dict[str, Any]:
+async def spinner_context(request: Request, me: Any, spinner_id: uuid.UUID) -> dict[str, Any]:
     api = ConsoleApi(request)
     spinner = await api.get(f"/spinners/{spinner_id}")
     project = await project_of(request, spinner["project_id"])
     versions = (await api.get(f"/spinners/{spinner_id}/versions"))["data"]
     tables = (await api.get(f"/projects/{spinner['project_id']}/data-tables"))["data"]
+    siblings = (await api.get(f"/projects/{spinner['project_id']}/spinners"))["data"]
+    schedules = (await api.get(f"/spinners/{spinner_id}/schedules"))["data"]
+    links = (await api.get(f"/spinners/{spinner_id}/links"))["data"]
     graph = None
     if versions:
         parsed, _ = parse_definition(versions[-1]["definition"])
@@ -66,6 +69,12 @@ async def _spinner_context(request: Request, me: Any, spinner_id: uuid.UUID) -> 
         "spinner": spinner,
         "versions": versions,
         "tables": tables,
+        "table_names": {t["id"]: t["name"] for t in tables},
+        "children": [c for c in siblings if c["id"] != spinner["id"]],
+        "spinner_names": {c["id"]: c["name"] for c in siblings},
+        "schedules": schedules,
+        "links": links,
+        "form": {},
         "graph": graph,
         "yaml_text": text,
         "issues": _located(text, spinner.get("issues") or []),
@@ -97,7 +106,7 @@ async def create_spinner(
 
 @router.get("/spinners/{spinner_id}")
 async def spinner_page(request: Request, me: MeDep, spinner_id: uuid.UUID) -> Response:
-    return render(request, "spinner.html", await _spinner_context(request, me, spinner_id))
+    return render(request, "spinner.html", await spinner_context(request, me, spinner_id))
 
 
 @router.post("/spinners/{spinner_id}/check", dependencies=[CsrfChecked])
@@ -138,7 +147,7 @@ async def save_draft(
             message = err.message
             if err.code == "VALIDATION_ERROR" and isinstance(err.details, list):
                 issues = err.details
-    context = await _spinner_context(request, me, spinner_id)
+    context = await spinner_context(request, me, spinner_id)
     context.update(yaml_text=definition, issues=_located(definition, issues), message=message)
     status = 422 if any(i["level"] == "error" for i in issues) else 200
     return render(request, "spinner.html", context, status=status)
@@ -153,7 +162,7 @@ async def run_now(
             f"/spinners/{spinner_id}/run", {"table_id": str(table_id)}
         )
     except ApiError as err:
-        context = await _spinner_context(request, me, spinner_id)
+        context = await spinner_context(request, me, spinner_id)
         context["run_error"] = err.message
         return render(request, "spinner.html", context, status=err.status)
     return redirect(request, f"/jobs/{job['id']}")

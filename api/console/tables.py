@@ -105,3 +105,18 @@ async def set_metadata(
         context["metadata_error"] = err.message
         return render(request, "table.html", context, status=err.status)
     return redirect(request, f"/tables/{table_id}?saved=metadata")
+
+
+@router.post("/tables/{table_id}/ingest-token", dependencies=[CsrfChecked])
+async def rotate_ingest_token(request: Request, me: MeDep, table_id: uuid.UUID) -> Response:
+    """A new webhook token; the API shows it in this one answer and the old one stops working."""
+    ingest = await ConsoleApi(request).post(f"/data-tables/{table_id}/ingest-token")
+    context = await _table_context(request, me, table_id, None)
+    context["ingest"] = ingest
+    return render(request, "table.html", context, status=201)
+
+
+@router.post("/tables/{table_id}/ingest-token/revoke", dependencies=[CsrfChecked])
+async def revoke_ingest_token(request: Request, me: MeDep, table_id: uuid.UUID) -> Response:
+    await ConsoleApi(request).delete(f"/data-tables/{table_id}/ingest-token")
+    return redirect(request, f"/tables/{table_id}?saved=ingest")

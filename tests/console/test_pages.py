@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 
-from tests.builders import PASSWORD, as_user, invite, project, signup
+from tests.builders import (
+    PASSWORD,
+    Account,
+    as_user,
+    invite,
+    make_spinner,
+    make_table,
+    project,
+    signup,
+)
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -162,3 +172,306 @@ class TestPages:
             r = await client.get(url)
             assert r.status_code == 403, url
             assert "Missing permission" in r.text
+
+
+async def submit(client: AsyncClient, page_url: str, action: str, data: dict[str, Any]) -> Response:
+    """Posts a console form the way a browser does: with the CSRF token of the page it is on."""
+    token = csrf_of((await client.get(page_url)).text)
+    return await client.post(action, data={**data, "csrf": token})
+
+
+async def api_json(client: AsyncClient, path: str) -> Any:
+    token = client.cookies["cxgear_session"]
+    r = await client.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+ADMIN_PAGES = [
+    "/admin/roles",
+    "/admin/api-keys",
+    "/admin/integrations",
+    "/admin/channels",
+    "/admin/do-not-contact",
+    "/usage",
+]
+ADMIN_FORMS = [
+    ("/admin/api-keys", {"name": "k", "scopes": "ingest"}),
+    ("/admin/integrations", {"kind": "mock", "name": "m"}),
+    ("/admin/do-not-contact", {"address": "+14155550199"}),
+]
+
+
+class TestAdminPages:
+    async def test_every_admin_page_renders_in_the_navigation(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        nav = (await client.get("/projects")).text
+        for url in ADMIN_PAGES:
+            assert f'href="{url}"' in nav, url
+            r = await client.get(url)
+            assert r.status_code == 200, (url, r.text[:300])
+            assert "unsafe-inline" not in r.headers["content-security-policy"]
+
+    async def test_an_agent_sees_none_of_them_and_gets_403(self, client: AsyncClient) -> None:
+        admin = await signup(client)
+        agent = await invite(client, admin, roles=["Agent"])
+        client.cookies.set("cxgear_session", (await as_user(client, agent["email"])).token)
+        nav = (await client.get("/projects")).text
+        for url in ADMIN_PAGES:
+            assert f'href="{url}"' not in nav, url
+            r = await client.get(url)
+            assert r.status_code == 403, url
+            assert "Missing permission" in r.text
+
+    async def test_forms_without_the_csrf_token_are_refused_and_change_nothing(
+        self, client: AsyncClient
+    ) -> None:
+        await browser_signup(client)
+        for action, data in ADMIN_FORMS:
+            r = await client.post(action, data=data)
+            assert r.status_code == 403, action
+            assert "came from elsewhere" in r.text
+        assert (await api_json(client, "/api-keys"))["count"] == 0
+        assert (await api_json(client, "/integrations"))["count"] == 0
+        assert (await api_json(client, "/do-not-contact"))["count"] == 0
+
+    async def test_roles_extend_edit_and_delete(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        agent = next(r for r in (await api_json(client, "/roles"))["data"] if r["name"] == "Agent")
+        r = await submit(
+            client, "/admin/roles", f"/admin/roles/{agent['id']}/extend", {"name": SCRIPT}
+        )
+        assert r.status_code == 303, r.text
+        role_url = r.headers["location"]
+        page = await client.get(role_url)
+        assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
+        r = await submit(
+            client,
+            role_url,
+            role_url,
+            {"name": "Helpers", "permissions": ["projects.read", "spinners.read"]},
+        )
+        assert r.status_code == 303
+        role = await api_json(client, role_url.removeprefix("/admin"))
+        assert role["name"] == "Helpers"
+        assert role["permissions"] == ["projects.read", "spinners.read"]
+        assert role["extends_id"] == agent["id"]
+        # A taken name is shown on the form, not as an error page.
+        r = await submit(client, role_url, role_url, {"name": "Agent"})
+        assert r.status_code == 409
+        assert "already exists" in r.text
+        r = await submit(client, "/admin/roles", f"{role_url}/delete", {})
+        assert r.status_code == 303
+        names = [x["name"] for x in (await api_json(client, "/roles"))["data"]]
+        assert "Helpers" not in names
+
+    async def test_an_api_key_secret_is_shown_once_then_revoked(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        r = await submit(
+            client, "/admin/api-keys", "/admin/api-keys", {"name": SCRIPT, "scopes": "trigger"}
+        )
+        assert r.status_code == 201, r.text
+        secret = re.search(r'id="key-secret"[^>]*value="([^"]+)"', r.text)
+        assert secret and secret.group(1).startswith("cxg_")
+        assert SCRIPT not in r.text
+        key = (await api_json(client, "/api-keys"))["data"][0]
+        assert secret.group(1).startswith(key["prefix"])
+        again = await client.get("/admin/api-keys")
+        assert secret.group(1) not in again.text
+        assert key["prefix"] in again.text
+        r = await submit(client, "/admin/api-keys", f"/admin/api-keys/{key['id']}/revoke", {})
+        assert r.status_code == 303
+        assert (await api_json(client, "/api-keys"))["data"][0]["revoked_at"] is not None
+        # No scope chosen: the API's validation answer is shown on the form.
+        r = await submit(client, "/admin/api-keys", "/admin/api-keys", {"name": "none"})
+        assert r.status_code == 422
+        assert 'id="key-error"' in r.text
+
+    async def test_integrations_add_and_test_connection(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        r = await submit(
+            client, "/admin/integrations", "/admin/integrations", {"kind": "mock", "name": "Mocky"}
+        )
+        assert r.status_code == 303, r.text
+        integration = (await api_json(client, "/integrations"))["data"][0]
+        assert integration["name"] == "Mocky"
+        r = await submit(
+            client, "/admin/integrations", f"/admin/integrations/{integration['id']}/test", {}
+        )
+        assert r.status_code == 200
+        assert "Connection test: OK" in r.text
+        # Credentials the kind needs but the form left empty: refused inline, nothing stored.
+        r = await submit(
+            client,
+            "/admin/integrations",
+            "/admin/integrations",
+            {"kind": "openai", "name": "LLM", "api_key": ""},
+        )
+        assert r.status_code == 422
+        assert 'id="integration-error"' in r.text
+        assert (await api_json(client, "/integrations"))["count"] == 1
+
+    async def test_channels_add_and_toggle_the_sandbox(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        r = await submit(
+            client,
+            "/admin/integrations",
+            "/admin/integrations",
+            {"kind": "twilio", "name": "Tw", "account_sid": "AC1", "auth_token": "tok-secret"},
+        )
+        assert r.status_code == 303, r.text
+        page = await client.get("/admin/integrations")
+        assert "tok-secret" not in page.text and "auth_token ••••••" in page.text
+        twilio = (await api_json(client, "/integrations"))["data"][0]
+        form = {
+            "kind": "sms",
+            "name": "Texts",
+            "integration_id": twilio["id"],
+            "sender": "+1 415 555 0100",
+            "sandbox": "true",
+        }
+        r = await submit(client, "/admin/channels", "/admin/channels", form)
+        assert r.status_code == 303, r.text
+        channel = (await api_json(client, "/channels"))["data"][0]
+        assert channel["sandbox"] is True and channel["sender"] == "+14155550100"
+        r = await submit(
+            client,
+            "/admin/channels",
+            f"/admin/channels/{channel['id']}/sandbox",
+            {"sandbox": "false"},
+        )
+        assert r.status_code == 303
+        assert (await api_json(client, "/channels"))["data"][0]["sandbox"] is False
+        assert "Use sandbox: Texts" in (await client.get("/admin/channels")).text
+        r = await submit(
+            client, "/admin/channels", "/admin/channels", {**form, "name": "Bad", "sender": "12"}
+        )
+        assert r.status_code == 422
+        assert "E.164" in r.text
+
+    async def test_do_not_contact_add_and_remove(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        url = "/admin/do-not-contact"
+        r = await submit(client, url, url, {"address": "+1 415 555 0123", "source": SCRIPT})
+        assert r.status_code == 303, r.text
+        page = await client.get(url)
+        assert "+14155550123" in page.text
+        assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
+        r = await submit(client, url, f"{url}/remove", {"address": "+14155550123"})
+        assert r.status_code == 303
+        assert (await api_json(client, "/do-not-contact"))["count"] == 0
+        r = await submit(client, url, f"{url}/remove", {"address": "+14155550123"})
+        assert r.status_code == 404
+        assert "not on the list" in r.text
+        r = await submit(client, url, url, {"address": "not an address"})
+        assert r.status_code == 422
+        assert 'id="dnc-error"' in r.text
+
+    async def test_usage_shows_the_meters_as_bars(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        await submit(client, "/projects", "/projects", {"name": "P", "type": "outreach"})
+        page = await client.get("/usage")
+        assert page.status_code == 200
+        assert "trial plan" in page.text
+        assert re.search(r'id="meter-projects" value="1" max="3"', page.text)
+        assert 'id="meter-jobs" value="0" max="500"' in page.text
+        assert 'id="usage-reset"' in page.text
+
+
+def session_account(client: AsyncClient, email: str = "") -> Account:
+    """The browser session as an API account, to build data through the API's own routes."""
+    return Account(client.cookies["cxgear_session"], "", "", email)
+
+
+LOG_STEPS = {"steps": [{"id": "hi", "type": "log", "message": "hi"}]}
+
+
+class TestSpinnerAndTablePages:
+    async def test_ingest_token_is_shown_once_and_rotation_retires_the_old_one(
+        self, client: AsyncClient
+    ) -> None:
+        await browser_signup(client)
+        me = session_account(client)
+        p = await project(client, me)
+        table = await make_table(client, me, project_id=p["id"], csv_text="name\nAda\n")
+        url = f"/tables/{table['id']}"
+        assert (await client.post(f"{url}/ingest-token", data={})).status_code == 403
+        r = await submit(client, url, f"{url}/ingest-token", {})
+        assert r.status_code == 201, r.text
+        first = re.search(r'id="ingest-url"[^>]*value="([^"]+)"', r.text)
+        assert first
+        token = first.group(1).rsplit("/", 1)[1]
+        ingest = f"/api/v1/public/data-tables/ingest/{token}"
+        ok = await client.post(ingest, json={"records": [{"name": "Bo"}]})
+        assert ok.status_code == 200, ok.text
+        page = await client.get(url)
+        assert token not in page.text and "Rotate ingest token" in page.text
+        r = await submit(client, url, f"{url}/ingest-token", {})
+        assert r.status_code == 201
+        assert token not in r.text
+        gone = await client.post(ingest, json={"records": [{"name": "Cy"}]})
+        assert gone.status_code == 404
+
+    async def test_schedules_create_pause_resume_delete(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        me = session_account(client)
+        p = await project(client, me)
+        table = await make_table(client, me, project_id=p["id"], csv_text="name\nAda\n")
+        spinner = await make_spinner(
+            client, me, project_id=p["id"], definition=LOG_STEPS, name=SCRIPT
+        )
+        url = f"/spinners/{spinner['id']}"
+        page = await client.get(url)
+        assert SCRIPT not in page.text
+        form = {"table_id": table["id"], "cron": "0 9 * * *", "timezone": "Europe/Paris"}
+        r = await submit(client, url, f"{url}/schedules", {**form, "cron": "every day"})
+        assert r.status_code == 422
+        assert "five fields" in r.text and 'id="schedule-error"' in r.text
+        r = await submit(client, url, f"{url}/schedules", form)
+        assert r.status_code == 303, r.text
+        sched = (await api_json(client, f"/spinners/{spinner['id']}/schedules"))["data"][0]
+        assert sched["cron"] == "0 9 * * *" and sched["timezone"] == "Europe/Paris"
+        page = await client.get(url)
+        assert "Europe/Paris" in page.text
+        first_run = sched["next_runs"][0]
+        assert f'<time datetime="{first_run}">' in page.text
+        for action, paused in (("pause", True), ("resume", False)):
+            r = await submit(client, url, f"{url}/schedules/{sched['id']}/{action}", {})
+            assert r.status_code == 303
+            listed = (await api_json(client, f"/spinners/{spinner['id']}/schedules"))["data"]
+            assert listed[0]["paused"] is paused
+        r = await submit(client, url, f"{url}/schedules/{sched['id']}/delete", {})
+        assert r.status_code == 303
+        assert (await api_json(client, f"/spinners/{spinner['id']}/schedules"))["count"] == 0
+
+    async def test_supporting_links_add_and_delete(self, client: AsyncClient) -> None:
+        await browser_signup(client)
+        me = session_account(client)
+        p = await project(client, me)
+        parent = await make_spinner(client, me, project_id=p["id"], definition=LOG_STEPS)
+        child = await make_spinner(
+            client, me, project_id=p["id"], definition=LOG_STEPS, name="Retry <b>me</b>"
+        )
+        draft = await make_spinner(
+            client, me, project_id=p["id"], definition=LOG_STEPS, publish=False
+        )
+        url = f"/spinners/{parent['id']}"
+        form = {
+            "child_spinner_id": child["id"],
+            "kind": "retry",
+            "condition": 'disposition == "Retry"',
+            "delay": "15m",
+            "max_attempts": "2",
+        }
+        r = await submit(client, url, f"{url}/links", {**form, "child_spinner_id": draft["id"]})
+        assert r.status_code == 422
+        assert "no published version" in r.text
+        r = await submit(client, url, f"{url}/links", form)
+        assert r.status_code == 303, r.text
+        link = (await api_json(client, f"/spinners/{parent['id']}/links"))["data"][0]
+        assert link["child_spinner_id"] == child["id"] and link["max_attempts"] == 2
+        page = await client.get(url)
+        assert "Retry &lt;b&gt;me&lt;/b&gt;" in page.text and "<b>me</b>" not in page.text
+        r = await submit(client, url, f"{url}/links/{link['id']}/delete", {})
+        assert r.status_code == 303
+        assert (await api_json(client, f"/spinners/{parent['id']}/links"))["count"] == 0

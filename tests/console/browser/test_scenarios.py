@@ -126,8 +126,12 @@ class TestConsole:
             "    branches:\n"
             "      - when: city == 'City 1'\n"
             "        label: first city\n"
-            "        next: done\n"
+            "        next: linger\n"
             "    default: done\n"
+            "  - id: linger\n"
+            "    type: wait\n"
+            "    duration: 5s\n"
+            "    next: done\n"
             "  - id: done\n"
             "    type: tag\n"
             "    disposition: Greeted\n"
@@ -137,9 +141,17 @@ class TestConsole:
         page.get_by_role("button", name="Publish").click()
         expect(page.locator("#published")).to_contain_text("Published version 1")
         graph = page.locator("#spinner-graph")
-        expect(graph.locator("g.step")).to_have_count(3)
+        expect(graph.locator("g.step")).to_have_count(4)
         expect(graph).to_contain_text("first city")
+        assert serious_violations(page) == []  # with the schedule and link forms shown
         page.get_by_role("button", name="Run now").click()
+        expect(page.locator("#job-percent")).to_be_visible()
+        assert page.locator("#job-percent").text_content() != "100%"  # as the page was served
+        # The three 'City 1' records wait 5 s, so the live bar must show a value between 0 and
+        # 100 (pushed by the shared progress poll) before it reaches 100%.
+        expect(page.locator("#job-percent")).to_have_text(
+            re.compile(r"^[1-9][0-9]?%$"), timeout=60_000
+        )
         expect(page.locator("#job-percent")).to_have_text("100%", timeout=60_000)
         expect(page.locator("#job-status")).to_have_text("completed")
         expect(page.locator("#count-completed")).to_have_text("30")
@@ -220,5 +232,40 @@ class TestConsole:
         expect(page.locator("#audit")).to_contain_text("create")
         expect(page.locator("#audit")).to_contain_text("openai_key")
         assert secret_value not in page.content()
+        assert serious_violations(page) == []
+        # The other admin pages, each with something on it, pass axe too.
+        page.get_by_role("link", name="API keys").click()
+        page.get_by_label("Name").fill("CRM sync")
+        page.get_by_label("ingest").check()
+        page.get_by_role("button", name="Create API key").click()
+        expect(page.get_by_label("Secret")).to_have_value(re.compile(r"^cxg_"))
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Roles").click()
+        page.get_by_label("New role from Agent").fill("Senior agent")
+        page.get_by_role("button", name="Extend Agent").click()
+        expect(page.get_by_role("heading", name="Role Senior agent")).to_be_visible()
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Integrations").click()
+        page.get_by_label("Kind").select_option("twilio")
+        page.get_by_label("Name").fill("Twilio")
+        page.get_by_label("Account SID (Twilio)").fill("AC123")
+        page.get_by_label("Auth token (Twilio)").fill("token-value")
+        page.get_by_role("button", name="Add integration").click()
+        expect(page.locator("#integrations")).to_contain_text("Twilio")
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Channels").click()
+        page.get_by_label("Name", exact=True).fill("Texts")
+        page.get_by_label("Sender (E.164").fill("+14155550100")
+        page.get_by_label("Sandbox").check()
+        page.get_by_role("button", name="Add channel").click()
+        expect(page.locator("#channels")).to_contain_text("+14155550100")
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Do not contact").click()
+        page.get_by_label("Phone (E.164) or email address").fill("stop@example.com")
+        page.get_by_role("button", name="Add to the list").click()
+        expect(page.locator("#dnc")).to_contain_text("stop@example.com")
+        assert serious_violations(page) == []
+        page.get_by_role("link", name="Usage").click()
+        expect(page.locator("#meter-api_keys")).to_have_attribute("value", "1")
         assert serious_violations(page) == []
         shot(page, output_path)
