@@ -368,7 +368,7 @@ class TestReplay:
     ) -> None:
         codec: AesGcmCodec = await load_codec(settings)
         history = WorkflowHistory.from_json(
-            "replay-record", (HISTORIES / "record_workflow.json").read_text()
+            "replay-record", (HISTORIES / "record_plain.json").read_text()
         )
         replayed = await Replayer(
             workflows=ALL_WORKFLOWS, data_converter=data_converter(codec)
