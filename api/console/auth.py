@@ -108,3 +108,26 @@ async def signout(request: Request) -> Response:
     response = redirect(request, "/signin?ended=SIGNED_OUT")
     clear_session_cookie(response)
     return response
+
+
+@router.get("/password")
+async def password_page(request: Request, required: bool = False) -> Response:
+    # No navigation here: a user with a temporary password may call nothing else yet.
+    return render(request, "password.html", {"required": required})
+
+
+@router.post("/password", dependencies=[CsrfChecked])
+async def change_password(
+    request: Request,
+    current_password: Annotated[str, Form(max_length=1000)],
+    new_password: Annotated[str, Form(max_length=1000)],
+) -> Response:
+    body = {"current_password": current_password, "new_password": new_password}
+    try:
+        await ConsoleApi(request).post("/auth/password", body)
+    except ApiError as err:
+        if err.code.startswith("SESSION_") or err.code == "TOKEN_INVALID":
+            raise  # an ended session goes to sign-in, as on every page
+        context = {"error": err.message, "required": True}
+        return render(request, "password.html", context, status=err.status)
+    return redirect(request, "/")

@@ -20,6 +20,8 @@ def install_console_errors(app: FastAPI) -> None:
             response = redirect(request, f"/signin?ended={ended}" if ended else "/signin")
             clear_session_cookie(response)
             return response
+        if exc.code == "PASSWORD_CHANGE_REQUIRED":
+            return redirect(request, "/password?required=true")
         title = TITLES.get(exc.status, "Something went wrong")
         try:
             me = await current_me(request)  # keeps the navigation on a refused page
