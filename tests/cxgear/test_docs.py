@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from api.app import create_app
 from cxgear.cli_docs import (
     EXAMPLES,
     REFERENCE,
@@ -28,6 +29,7 @@ from infra.callback_signing import (
     sign_callback,
     verify_callback,
 )
+from infra.settings import Settings
 from models.spinner_language.docs import REGENERATE
 from models.spinner_language.steps import STEP_TYPES
 
@@ -56,6 +58,15 @@ class TestReference:
 
 
 class TestCallbackExamples:
+    def test_the_documented_routes_are_the_apis(self) -> None:
+        scheme = callback_scheme()
+        # The OpenAPI document lists every route; building the app connects to nothing.
+        paths = create_app(Settings(_env_file=None)).openapi()["paths"]  # type: ignore[call-arg]
+        served = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+        assert ("POST", scheme.route) in served
+        assert ("POST", scheme.rotate_route) in served
+        assert ("GET", scheme.status_route) in served
+
     def test_the_worked_example_is_the_signature_the_api_checks(self) -> None:
         scheme = callback_scheme()
         expected = sign_callback(
