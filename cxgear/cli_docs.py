@@ -6,6 +6,7 @@ the function sandbox (to run the examples and for its limits) and the callback s
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -20,8 +21,10 @@ from activities.function_sandbox import (
     FunctionCall,
     run_function,
 )
-from api.services import callbacks
+from api.services.callback_events import EVENT_ID_MAX
 from cxgear.cli_output import fail
+from infra import callback_signing
+from infra.settings import Settings
 from models.spinner_language.docs import (
     REGENERATE,
     CallbackScheme,
@@ -55,26 +58,36 @@ def _run_js(
     return FunctionRun(result.ok, result.outputs, result.logs, result.error)
 
 
+# The worked example's inputs: fixed, so the generated file only changes with the scheme.
+EXAMPLE_SECRET = "whsec_" + base64.b64encode(b"the docs' example callback secret").decode()
+EXAMPLE_MSG_ID = "msg_2f1c9d7e4b3a"
+EXAMPLE_TIMESTAMP = 1_767_225_600
+EXAMPLE_BODY = '{"status": "qualified"}'
+
+
 def callback_scheme() -> CallbackScheme:
     signing = load_example("callback_signing")
-    secret, record_id, timestamp = "cb-secret-for-the-docs", 42, 1_767_225_600
-    body = '{"status": "qualified"}'
     return CallbackScheme(
-        route="/api/v1/public/callbacks/{record_id}",
-        secret_route="/api/v1/callback-secret",
-        headers={
-            "timestamp": callbacks.TIMESTAMP_HEADER,
-            "signature": callbacks.SIGNATURE_HEADER,
-            "event id": callbacks.EVENT_HEADER,
-        },
-        window_s=callbacks.WINDOW_S,
+        route="/api/v1/public/callbacks/{token}",
+        rotate_route="/api/v1/callbacks/secret/rotate",
+        status_route="/api/v1/callbacks/secret",
+        id_header=callback_signing.ID_HEADER,
+        timestamp_header=callback_signing.TIMESTAMP_HEADER,
+        signature_header=callback_signing.SIGNATURE_HEADER,
+        id_max_chars=EVENT_ID_MAX,
+        window_s=callback_signing.WINDOW_S,
+        default_overlap_s=int(
+            Settings.model_fields["callback_secret_overlap"].default.total_seconds()
+        ),
         python_source=(EXAMPLES / "callback_signing.py").read_text(),
         curl_source=(EXAMPLES / "send_callback.sh").read_text(),
-        example_secret=secret,
-        example_record_id=record_id,
-        example_timestamp=timestamp,
-        example_body=body,
-        example_headers=signing.callback_headers(secret, record_id, body.encode(), timestamp),
+        example_secret=EXAMPLE_SECRET,
+        example_msg_id=EXAMPLE_MSG_ID,
+        example_timestamp=EXAMPLE_TIMESTAMP,
+        example_body=EXAMPLE_BODY,
+        example_headers=signing.callback_headers(
+            EXAMPLE_SECRET, EXAMPLE_MSG_ID, EXAMPLE_TIMESTAMP, EXAMPLE_BODY.encode()
+        ),
     )
 
 

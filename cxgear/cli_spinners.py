@@ -116,13 +116,6 @@ def export(
         console.out(text, end="")
 
 
-@spinners_app.command("callback-secret")
-def callback_secret(token: str = TokenOpt) -> None:
-    """Print the organization's secret for signing record callbacks (see the docs)."""
-    with api_client(token) as http:
-        console.out(checked(http.get("/api/v1/callback-secret"))["secret"])
-
-
 def watch_job(http: Any, job_id: str, interval: float = 1.0) -> dict[str, Any]:
     columns = (
         TextColumn("[bold]{task.description}"),

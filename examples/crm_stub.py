@@ -1,15 +1,19 @@
 """A stand-in CRM for the campaign example (standard library only).
 
-    python3 examples/crm_stub.py --port 18080 --token crm-demo-token --callback-secret SECRET
+    CALLBACK_SECRET=whsec_… python3 examples/crm_stub.py --port 18080 --token crm-demo-token
 
 `POST /leads` with `Authorization: Bearer <token>` and a JSON lead answers
 `{"lead": {"id": "L-1", "owner": …}}`; half a second later the CRM "qualifies" the lead and
-reports back to the lead's `callback_url` with a signed callback, as a real CRM's webhook
-would. `GET /leads` lists what it received (without the token).
+reports back to the lead's `callback_url` (the spinner sent it as `{{context.callbackUrl}}`)
+with a callback signed with the organization's secret (`cxgear callbacks rotate-secret`), as a
+real CRM's webhook would. The secret comes from the environment, not the command line, which
+other users can read in the process list. `GET /leads` lists what it received (without the
+token).
 """
 
 import argparse
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,11 +80,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--token", required=True, help="the bearer token the CRM accepts")
-    parser.add_argument(
-        "--callback-secret", required=True, help="`cxgear spinners callback-secret`"
-    )
     args = parser.parse_args()
-    server = CrmServer(args.port, args.token, args.callback_secret)
+    secret = os.environ.get("CALLBACK_SECRET", "")
+    if not secret.startswith("whsec_"):
+        parser.error("set CALLBACK_SECRET to the output of `cxgear callbacks rotate-secret`")
+    server = CrmServer(args.port, args.token, secret)
     print(f"crm: listening on http://127.0.0.1:{args.port}", flush=True)
     server.serve_forever()
 

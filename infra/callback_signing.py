@@ -20,6 +20,9 @@ TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the scheme asks for 24 to 64
+# The standardwebhooks package's fixed tolerance for webhook-timestamp, for the docs to state
+# (tests/cxgear/test_docs.py checks it against the package).
+WINDOW_S = 300
 
 
 class CallbackRefused(Exception):

@@ -58,3 +58,6 @@ class TestExamples:
         assert out.count("crm: called back") == HOT_CONTACTS
         assert '"status": "qualified"' in out.replace("'", '"')
         assert "crm-demo-token" not in out.split("+ cxgear journey", 1)[1].split("+ curl", 1)[0]
+        # The callback secret went from the CLI to the CRM's environment, and nowhere else.
+        assert "callback secret version 1 (shown only now" in out
+        assert "whsec_" not in out

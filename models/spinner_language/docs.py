@@ -11,12 +11,14 @@ from the composition root: `cxgear docs spinner-language` writes the file.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel
 
+from models.record import callback_url
 from models.spinner_language.definition import MAX_STEPS, SpinnerDefinition
 from models.spinner_language.durations import MAX_DURATION, parse_duration
 from models.spinner_language.expressions import (
@@ -70,21 +72,25 @@ RunFunction = Callable[[str, dict[str, Any], dict[str, Any], dict[str, Any]], Fu
 
 @dataclass(frozen=True)
 class CallbackScheme:
-    """How record callbacks are signed today, with a worked example computed by the
-    example code the reference shows."""
+    """How record callbacks are signed today (Standard Webhooks), with a worked example
+    computed by the example code the reference shows."""
 
     route: str
-    secret_route: str
-    headers: Mapping[str, str]  # role ("timestamp", "signature", "event id") → header name
+    rotate_route: str
+    status_route: str
+    id_header: str
+    timestamp_header: str
+    signature_header: str
+    id_max_chars: int
     window_s: int
+    default_overlap_s: int
     python_source: str
     curl_source: str
     example_secret: str
-    example_record_id: int
+    example_msg_id: str
     example_timestamp: int
     example_body: str
     example_headers: Mapping[str, str]
-    notes: Sequence[str] = field(default_factory=tuple)
 
 
 # Sample data every live example in the reference is evaluated against.
@@ -104,14 +110,16 @@ SAMPLE_OUTPUTS: Final[dict[str, Any]] = {
 SAMPLE_CONTEXT: Final[dict[str, Any]] = {
     "jobId": "5b0c…",
     "recordId": 42,
-    "callbackUrl": "https://cx.example.com/api/v1/public/callbacks/42",
+    "callbackUrl": callback_url(
+        "https://cx.example.com", uuid.UUID("6f1de0a4-2c55-4b8e-9a3f-0d7c81b2e945")
+    ),
     "spinnerId": "9e1d…",
     "projectId": "c3a4…",
 }
 
 CONTEXT_DOC: Final[dict[str, str]] = {
     "jobId": "the job the record belongs to",
-    "recordId": "the record's id (what `cxgear journey` and the callback URL take)",
+    "recordId": "the record's id (what `cxgear journey` takes)",
     "callbackUrl": "the record's callback address (see Callbacks)",
     "spinnerId": "the spinner being run",
     "projectId": "the spinner's project",
@@ -580,34 +588,41 @@ taken by that step; one that arrives after the record ended is stored as *late* 
 
 
 def _callbacks(scheme: CallbackScheme) -> str:
-    ts, sig, event = (
-        scheme.headers["timestamp"],
-        scheme.headers["signature"],
-        scheme.headers["event id"],
-    )
     example_headers = "\n".join(f"{k}: {v}" for k, v in scheme.example_headers.items())
-    notes = "".join(f"- {note}\n" for note in scheme.notes)
     return f"""## Callbacks
 
-Each record has its own callback address, `POST {scheme.route}`, given to templates and
-functions as `context.callbackUrl`. Hand it to an outside system (in an `api_call` body, say)
+Each record has its own callback address, `POST {scheme.route}`, the token
+random per record: it is the record's `callback_url` in the API, and templates and functions
+get it as `context.callbackUrl`. Hand it to an outside system (in an `api_call` body, say)
 and let the record wait for it in a `wait_for_callback` step. The body is JSON; an object
 becomes the step's `callback` output as is (`{{{{callback.status}}}}`), any other JSON value
-arrives as `{{"value": …}}`. The route needs no sign-in: it checks a signature made with the
-organization's **callback secret** (`GET {scheme.secret_route}` signed in with the
-`spinners.write` permission, or `cxgear spinners callback-secret`).
+arrives as `{{"value": …}}`.
+
+The route needs no sign-in: it checks a [Standard Webhooks](https://www.standardwebhooks.com/)
+signature made with the organization's **callback secret** (`whsec_` followed by base64).
+`cxgear callbacks rotate-secret` (or `POST {scheme.rotate_route}`, permission
+`vault.write`) creates it and shows it, the only time it is shown; calling it again replaces
+the secret, and the previous one keeps verifying for `CXGEAR_CALLBACK_SECRET_OVERLAP`
+({_human(scheme.default_overlap_s)} by default; `--immediate`, or `{{"immediate": true}}`,
+ends it at once, after a leak). `cxgear callbacks secret` (`GET {scheme.status_route}`,
+`vault.read`) tells whether there is one and until when the previous one verifies, never the
+secret.
 
 The sender adds three headers:
 
-- `{ts}`: the current Unix time in seconds; more than {scheme.window_s} s away from the
-  server's clock is refused;
-- `{sig}`: `v1=` followed by the hex HMAC-SHA256, keyed with the secret, of
-  `{{record_id}}.{{timestamp}}.{{body}}` (the exact bytes sent);
-- `{event}` (optional): your id for the event. A redelivery with the same id is answered
-  `{{"ok": true, "duplicate": true}}` and has no second effect; without it the body's SHA-256
-  is the id.
+- `{scheme.id_header}`: the sender's unique id for the event, at most {scheme.id_max_chars}
+  characters. A redelivery with the same id is answered `{{"ok": true, "duplicate": true}}`
+  and has no second effect; an id already accepted for another record is refused
+  (`409 EVENT_ID_REUSED`).
+- `{scheme.timestamp_header}`: the current Unix time in seconds; more than {scheme.window_s} s
+  away from the server's clock is refused.
+- `{scheme.signature_header}`: `v1,` followed by the base64 HMAC-SHA256 of
+  `{{{scheme.id_header}}}.{{{scheme.timestamp_header}}}.{{body}}` (the exact bytes sent),
+  keyed with the base64-decoded part of the secret after `whsec_`.
 
-{notes}A bad or missing signature is `403 BAD_SIGNATURE`; a body that is not JSON is `422`.
+Any Standard Webhooks library signs them (in Python, the `standardwebhooks` package). An
+unknown callback URL and any signature failure get the same `403 BAD_SIGNATURE`, so the
+answer tells nobody whether a record exists; a body that is not JSON is `422`.
 
 In Python (standard library only; this is `examples/callback_signing.py`, which the examples'
 CRM stub uses):
@@ -616,13 +631,14 @@ CRM stub uses):
 {scheme.python_source.rstrip()}
 ```
 
-With curl and openssl:
+With curl and openssl (`examples/send_callback.sh`):
 
 ```bash
 {scheme.curl_source.rstrip()}
 ```
 
-Worked example: with the secret `{scheme.example_secret}`, record `{scheme.example_record_id}`,
+Worked example: with the secret
+`{scheme.example_secret}`, the event id `{scheme.example_msg_id}`, the
 timestamp `{scheme.example_timestamp}` and the body `{scheme.example_body}`, the headers are
 
 ```text

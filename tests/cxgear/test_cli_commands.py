@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -155,6 +156,36 @@ class TestApiKeys:
         assert trigger.status_code == 401
         code, _, err = await cx("api-keys", "create", "bad", "-s", "admin", env=env)
         assert code == 1 and "VALIDATION_ERROR" in err and len(err.strip().splitlines()) == 1
+
+
+class TestCallbackSecret:
+    async def test_rotate_prints_only_the_secret_once_and_status_never_shows_it(
+        self, client: AsyncClient, api_url: str
+    ) -> None:
+        admin = await signup(client)
+        env = as_account(api_url, admin)
+        code, out, err = await cx("callbacks", "secret", env=env)
+        assert code == 0, err
+        assert "no callback secret yet" in out and "rotate-secret" in out
+        code, first, err = await cx("callbacks", "rotate-secret", env=env)
+        assert code == 0, err
+        assert re.fullmatch(r"whsec_[A-Za-z0-9+/]+={0,2}\n", first), first
+        assert "version 1" in err and "shown only now" in err and "whsec_" not in err
+        code, second, err = await cx("callbacks", "rotate-secret", env=env)
+        assert code == 0 and second != first
+        assert "version 2" in err and "previous one verifies until" in err
+        code, out, err = await cx("callbacks", "secret", env=env)
+        assert code == 0 and "version 2" in out and "previous secret verifies until" in out
+        assert "whsec_" not in out
+        code, out, _ = await cx("callbacks", "secret", "--json", env=env)
+        status = json.loads(out)
+        assert status["version"] == 2 and status["previous_valid_until"] and "secret" not in status
+        code, third, err = await cx("callbacks", "rotate-secret", "--immediate", env=env)
+        assert code == 0 and "version 3" in err and "previous" not in err
+        code, out, _ = await cx("callbacks", "secret", "--json", env=env)
+        assert json.loads(out)["previous_valid_until"] is None
+        # That the printed secret is the one the API verifies with is shown end to end by
+        # tests/test_examples.py: the CRM stub signs with it and every callback is accepted.
 
 
 class TestSpinnerErrors:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from api.errors import AppError
-from api.services import callbacks
+from api.app import create_app
 from cxgear.cli_docs import (
     EXAMPLES,
     REFERENCE,
@@ -20,10 +19,29 @@ from cxgear.cli_docs import (
     load_example,
     spinner_language_reference,
 )
+from infra.callback_signing import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WINDOW_S,
+    CallbackRefused,
+    new_callback_secret,
+    sign_callback,
+    verify_callback,
+)
+from infra.settings import Settings
 from models.spinner_language.docs import REGENERATE
 from models.spinner_language.steps import STEP_TYPES
 
-SECRET = "a-test-callback-secret"
+SECRET = new_callback_secret()
+# The test vector published with the Standard Webhooks specification.
+SPEC_VECTOR = {
+    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "msg_id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+    "timestamp": 1614265330,
+    "body": b'{"test": 2432232314}',
+    "signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+}
 
 
 class TestReference:
@@ -40,29 +58,71 @@ class TestReference:
 
 
 class TestCallbackExamples:
+    def test_the_documented_routes_are_the_apis(self) -> None:
+        scheme = callback_scheme()
+        # The OpenAPI document lists every route; building the app connects to nothing.
+        paths = create_app(Settings(_env_file=None)).openapi()["paths"]  # type: ignore[call-arg]
+        served = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+        assert ("POST", scheme.route) in served
+        assert ("POST", scheme.rotate_route) in served
+        assert ("GET", scheme.status_route) in served
+
     def test_the_worked_example_is_the_signature_the_api_checks(self) -> None:
         scheme = callback_scheme()
-        signature = callbacks.sign(
+        expected = sign_callback(
             scheme.example_secret,
-            scheme.example_record_id,
+            scheme.example_msg_id,
             scheme.example_timestamp,
             scheme.example_body.encode(),
         )
-        assert scheme.example_headers[callbacks.SIGNATURE_HEADER] == signature
-        assert f"{callbacks.SIGNATURE_HEADER}: {signature}" in REFERENCE.read_text()
+        assert dict(scheme.example_headers) == expected
+        text = REFERENCE.read_text()
+        for name, value in expected.items():
+            assert f"{name}: {value}" in text
 
-    def test_the_python_example_is_accepted_and_a_changed_body_is_not(self) -> None:
+    def test_the_python_example_reproduces_the_specifications_test_vector(self) -> None:
+        signing = load_example("callback_signing")
+        headers = signing.callback_headers(
+            SPEC_VECTOR["secret"],
+            SPEC_VECTOR["msg_id"],
+            SPEC_VECTOR["timestamp"],
+            SPEC_VECTOR["body"],
+        )
+        assert headers[SIGNATURE_HEADER] == SPEC_VECTOR["signature"]
+
+    def test_the_python_example_is_accepted_and_a_changed_id_body_or_secret_is_not(self) -> None:
         signing = load_example("callback_signing")
         body = b'{"status": "qualified"}'
-        headers = signing.callback_headers(SECRET, 7, body, int(time.time()))
-        ts, sig = headers[callbacks.TIMESTAMP_HEADER], headers[callbacks.SIGNATURE_HEADER]
-        callbacks.verify(SECRET, 7, ts, sig, body)
-        for record_id, sent in ((7, b'{"status": "lost"}'), (8, body)):
-            with pytest.raises(AppError) as refused:
-                callbacks.verify(SECRET, record_id, ts, sig, sent)
-            assert refused.value.error_code == "BAD_SIGNATURE"
+        headers = signing.callback_headers(SECRET, "msg_7", int(time.time()), body)
+        assert verify_callback([SECRET], headers, body) == "msg_7"
+        forged = [
+            ([SECRET], {**headers, ID_HEADER: "msg_8"}, body),
+            ([SECRET], headers, b'{"status": "lost"}'),
+            ([new_callback_secret()], headers, body),
+        ]
+        for secrets_, sent_headers, sent in forged:
+            with pytest.raises(CallbackRefused):
+                verify_callback(secrets_, sent_headers, sent)
 
-    def test_the_curl_example_sends_a_callback_the_api_accepts(self) -> None:
+    @pytest.mark.parametrize(("offset", "accepted"), [(-5, True), (5, False)])
+    def test_the_window_the_reference_states_is_the_one_checked(
+        self, offset: int, accepted: bool
+    ) -> None:
+        body = b"{}"
+        for sign in (-1, 1):
+            timestamp = int(time.time()) + sign * (WINDOW_S + offset)
+            headers = sign_callback(SECRET, f"msg_{sign}", timestamp, body)
+            if accepted:
+                assert verify_callback([SECRET], headers, body) == f"msg_{sign}"
+            else:
+                with pytest.raises(CallbackRefused):
+                    verify_callback([SECRET], headers, body)
+        assert f"more than {WINDOW_S} s" in " ".join(REFERENCE.read_text().split())
+
+    @pytest.mark.parametrize("webhook_id", [None, "crm-event-17"])
+    def test_the_curl_example_sends_a_callback_the_api_accepts(
+        self, webhook_id: str | None
+    ) -> None:
         received: list[tuple[str, dict[str, str], bytes]] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,15 +140,18 @@ class TestCallbackExamples:
         server = HTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.handle_request, daemon=True).start()
         body = json.dumps({"status": "qualified", "note": "it's done"})
-        url = f"http://127.0.0.1:{server.server_address[1]}/api/v1/public/callbacks/42"
+        path = "/api/v1/public/callbacks/6f1de0a42c554b8e9a3f0d7c81b2e945"
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "CALLBACK_URL": f"http://127.0.0.1:{server.server_address[1]}{path}",
+            "CALLBACK_SECRET": SECRET,
+            "BODY": body,
+        }
+        if webhook_id is not None:
+            env["WEBHOOK_ID"] = webhook_id
         result = subprocess.run(
             ["sh", str(EXAMPLES / "send_callback.sh")],
-            env={
-                "PATH": "/usr/bin:/bin",
-                "CALLBACK_URL": url,
-                "CXGEAR_CALLBACK_SECRET": SECRET,
-                "BODY": body,
-            },
+            env=env,
             capture_output=True,
             text=True,
             timeout=30,
@@ -97,14 +160,15 @@ class TestCallbackExamples:
         server.server_close()
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == {"ok": True}
-        [(path, headers, sent)] = received
-        assert path == "/api/v1/public/callbacks/42"
+        [(sent_path, headers, sent)] = received
+        assert sent_path == path
         assert sent == body.encode()
         lower = {k.lower(): v for k, v in headers.items()}
-        callbacks.verify(
-            SECRET,
-            42,
-            lower[callbacks.TIMESTAMP_HEADER],
-            lower[callbacks.SIGNATURE_HEADER],
-            sent,
-        )
+        event_id = verify_callback([SECRET], lower, sent)
+        if webhook_id is None:
+            assert event_id.startswith("msg_") and len(event_id) == len("msg_") + 32
+        else:
+            assert event_id == webhook_id
+        with pytest.raises(CallbackRefused):
+            verify_callback([new_callback_secret()], lower, sent)
+        assert lower[TIMESTAMP_HEADER].isdigit()
