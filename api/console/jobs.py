@@ -15,20 +15,11 @@ from api.console.api_client import ApiError, ConsoleApi
 from api.console.pages import CsrfChecked, MeDep, redirect, render, templates
 from api.console.projects import project_of
 from api.deps import ProgressDep
-from infra.settings import Settings
+from api.services.temporal_links import job_workflows_url, record_workflow_url
 from models.fields import Cursor, SafeStr
 
 router = APIRouter()
 RECORDS_PAGE = 50
-
-
-def temporal_ui(request: Request, path: str) -> str:
-    # Built inline until api/services/temporal_links.py (the codec work) is merged.
-    settings: Settings = request.app.state.settings
-    host = request.url.hostname or "localhost"
-    return (
-        f"http://{host}:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}{path}"
-    )
 
 
 @router.get("/projects/{project_id}/jobs")
@@ -55,7 +46,6 @@ async def job_page(
     records = await api.get(
         f"/jobs/{job_id}/records", status=status, after=after, limit=RECORDS_PAGE
     )
-    query = quote(f'CxJobId="{job_id}"')
     context = {
         "me": me,
         "project": project,
@@ -63,7 +53,7 @@ async def job_page(
         "progress": progress,
         "records": records,
         "status": status,
-        "temporal_url": temporal_ui(request, f"/workflows?query={query}"),
+        "temporal_url": job_workflows_url(request.app.state.settings, str(job_id)),
         "live": progress["phase"] != "ended",
     }
     return render(request, "job.html", context)
@@ -151,13 +141,13 @@ async def record_page(request: Request, me: MeDep, record_id: int) -> Response:
         if err.status in (401, 403):
             raise
         problem = err.message
-    workflow_id = journey["workflow_id"] if journey else f"rec-{record_id}"
+    workflow_id = journey["workflow_id"] if journey else None
     context = {
         "me": me,
         "project": project,
         "record": record,
         "journey": journey,
         "journey_problem": problem,
-        "temporal_url": temporal_ui(request, f"/workflows/{quote(workflow_id)}"),
+        "temporal_url": record_workflow_url(request.app.state.settings, record_id, workflow_id),
     }
     return render(request, "record.html", context)

@@ -40,8 +40,7 @@ from tests.builders import (
 )
 from tests.conftest import make_settings
 from tests.workflows.workers import running_workers
-from workflows.job_workflow import job_workflow_id
-from workflows.record_workflow import record_workflow_id
+from workflows.contracts import job_workflow_id, record_workflow_id
 
 UI_ORIGIN = "http://127.0.0.1:8233"
 
