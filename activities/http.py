@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -90,18 +94,20 @@ class HttpActivities:
 
     async def call(self, run: StepRun) -> StepResult:
         step = run.step
-        body = step.get("body")
         headers = {
             **{k: render(run, v) for k, v in (step.get("headers") or {}).items()},
             **await self._secret_headers(run),
         }
         if not any(name.lower() == IDEMPOTENCY_HEADER.lower() for name in headers):
             headers[IDEMPOTENCY_HEADER] = idempotency_key(run)
+        body, content_type = request_body(run)
+        if content_type and not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = content_type
         request = ApiRequest(
             method=step["method"],
-            url=render(run, step["url"]),
+            url=with_query(render(run, step["url"]), render_mapping(run, step.get("query"))),
             headers=headers,
-            body=render(run, body) if body is not None else None,
+            body=body,
             timeout_s=float(step.get("timeout_s", 10)),
             output_paths=dict(step.get("outputs") or {}),
         )
@@ -130,6 +136,53 @@ class HttpActivities:
             ],
             next=step.get("next"),
         )
+
+
+# A JSON leaf that is one expression ending in `| int` / `| float` is sent as a JSON number.
+_NUMBER_LEAF = re.compile(r"^\s*\{\{[^{}]*\|\s*(int|float)\s*\}\}\s*$")
+
+
+def render_mapping(run: StepRun, values: dict[str, str] | None) -> dict[str, str]:
+    return {k: render(run, v) for k, v in (values or {}).items()}
+
+
+def render_json(run: StepRun, value: Any) -> Any:
+    """A structured body with every string leaf rendered (each later JSON-encoded as a whole,
+    never spliced into JSON text)."""
+    if isinstance(value, str):
+        text = render(run, value)
+        number = _NUMBER_LEAF.match(value)
+        if number is None:
+            return text
+        try:
+            return int(text) if number.group(1) == "int" else float(text)
+        except ValueError:
+            return text
+    if isinstance(value, dict):
+        return {k: render_json(run, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_json(run, v) for v in value]
+    return value
+
+
+def request_body(run: StepRun) -> tuple[str | None, str | None]:
+    """(body, content type to send unless the step sets one)."""
+    body, form = run.step.get("body"), run.step.get("form")
+    if form is not None:
+        return urlencode(render_mapping(run, form)), "application/x-www-form-urlencoded"
+    if isinstance(body, dict | list):
+        return json.dumps(render_json(run, body), ensure_ascii=False), "application/json"
+    if isinstance(body, str):
+        return render(run, body), None
+    return None, None
+
+
+def with_query(url: str, params: dict[str, str]) -> str:
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
 
 
 def _seconds(value: float | None) -> timedelta | None:

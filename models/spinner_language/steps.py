@@ -280,6 +280,17 @@ class FunctionStep(LinearStep):
     )
 
 
+def json_templates(path: str, value: Any) -> list[tuple[str, str]]:
+    """(path, template) of every string leaf of a structured body."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in json_templates(f"{path}.{k}", v)]
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in json_templates(f"{path}[{i}]", v)]
+    return []
+
+
 class ApiCallStep(LinearStep):
     """Calls an HTTP API and keeps parts of its JSON answer as outputs. A 2xx answer
     continues; 408, 429 and 5xx are retried (honouring `Retry-After`); any other status,
@@ -293,7 +304,24 @@ class ApiCallStep(LinearStep):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Header name → value; each value is a template."
     )
-    body: str | None = Field(default=None, description="The request body; a template.")
+    body: str | dict[str, Any] | list[Any] | None = Field(
+        default=None,
+        description="The request body. An object or list is sent as JSON: each string in it is "
+        "a template, rendered and then JSON-encoded, so a quote or a newline in a value can "
+        "never break the document; a string that is only `{{ x | int }}` or `{{ x | float }}` "
+        "becomes a JSON number. A plain string is sent as written (a template), for non-JSON "
+        "bodies; write JSON bodies as objects.",
+    )
+    form: dict[str, str] | None = Field(
+        default=None,
+        description="A form body (`application/x-www-form-urlencoded`): field → template, each "
+        "value rendered and then URL-encoded. Not with `body`.",
+    )
+    query: dict[str, str] = Field(
+        default_factory=dict,
+        description="Query parameters added to `url`: name → template, each value rendered and "
+        "then URL-encoded (a `&` or `#` in a value stays inside it).",
+    )
     outputs: dict[str, str] = Field(
         default_factory=dict,
         description="Output name → path in the JSON answer, like `data.items[0].id` (`$.` "
@@ -345,11 +373,28 @@ class ApiCallStep(LinearStep):
             raise ValueError(f"{name!r} is not a secret name like crm_token or crm/token")
         return name
 
+    @model_validator(mode="after")
+    def _one_body(self) -> ApiCallStep:
+        if self.body is not None and self.form is not None:
+            raise ValueError("give either body or form, not both")
+        if (
+            isinstance(self.body, str)
+            and self.body.lstrip()[:1] in ("{", "[")
+            and "{{" in self.body
+        ):
+            raise ValueError(
+                "a JSON body with templates must be written as an object or list (body: "
+                "{name: '{{name}}'}), so each value is JSON-encoded; as a string, a value with a "
+                "quote in it would break the document"
+            )
+        return self
+
     def template_fields(self) -> list[tuple[str, str]]:
         fields = [("url", self.url)]
         fields += [(f"headers.{k}", v) for k, v in self.headers.items()]
-        if self.body is not None:
-            fields.append(("body", self.body))
+        fields += [(f"query.{k}", v) for k, v in self.query.items()]
+        fields += [(f"form.{k}", v) for k, v in (self.form or {}).items()]
+        fields += json_templates("body", self.body)
         return fields
 
     @field_validator("secret_headers")

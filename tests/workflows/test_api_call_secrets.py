@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from httpx import AsyncClient
 from temporalio.client import Client
@@ -111,3 +113,84 @@ class TestSecretsInApiCalls:
         assert rec["error"] == "step call: secret 'not_there' is not in the vault"
         assert rec["failed_step"] == "call"
         assert not [q for q in crm.ledger.requests if q["path"].startswith(f"/{marker}/")]
+
+
+class TestEncodedBodies:
+    async def test_json_form_and_query_values_are_encoded_not_spliced(
+        self, client: AsyncClient, worker: Client, crm: FakeCrm
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        name = 'Dwayne "The Rock" Johnson & Co #1\nline two'
+        csv_text = f'name,amount\n"{name.replace(chr(34), chr(34) * 2)}",72\n'
+        table = await make_table(client, admin, project_id=p["id"], csv_text=csv_text)
+        marker = uuid.uuid4().hex[:8]
+        post = {"id": "json", "type": "api_call", "method": "POST"}
+        definition = {
+            "steps": [
+                {
+                    **post,
+                    "url": crm.base_url + f"/{marker}/json",
+                    "query": {"who": "{{name}}"},
+                    "body": {
+                        "name": "{{name}}",
+                        "amount": "{{ amount | int }}",
+                        "tags": ["vip", "{{name}}"],
+                        "raw": True,
+                    },
+                    "next": "form",
+                },
+                {
+                    **post,
+                    "id": "form",
+                    "url": crm.base_url + f"/{marker}/form",
+                    "form": {"name": "{{name}}"},
+                    "next": "done",
+                },
+                {"id": "done", "type": "tag", "disposition": "Sent"},
+            ]
+        }
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
+        r = await client.post(
+            f"/api/v1/spinners/{spinner['id']}/run",
+            json={"table_id": table["id"]},
+            headers=admin.headers,
+        )
+        job = await wait_job(client, admin, r.json()["id"])
+        assert job["status"] == "completed"
+        sent = {q["path"].split("?")[0]: q for q in crm.ledger.requests if marker in q["path"]}
+        as_json = sent[f"/{marker}/json"]
+        headers = {k.lower(): v for k, v in as_json["headers"].items()}
+        assert headers["content-type"] == "application/json"
+        assert json.loads(as_json["body"]) == {
+            "name": name,
+            "amount": 72,
+            "tags": ["vip", name],
+            "raw": True,
+        }
+        query = parse_qs(urlsplit(as_json["path"]).query)
+        assert query == {"who": [name]}
+        form = sent[f"/{marker}/form"]
+        assert {k.lower(): v for k, v in form["headers"].items()}["content-type"] == (
+            "application/x-www-form-urlencoded"
+        )
+        assert parse_qs(form["body"]) == {"name": [name]}
+
+    async def test_a_json_string_body_with_templates_is_refused_at_publish(
+        self, client: AsyncClient, crm: FakeCrm
+    ) -> None:
+        admin = await signup(client)
+        p = await project(client, admin)
+        step = {
+            "id": "json",
+            "type": "api_call",
+            "method": "POST",
+            "url": crm.base_url + "/x",
+            "body": '{"name": "{{name}}"}',
+        }
+        spinner = await make_spinner(
+            client, admin, project_id=p["id"], definition={"steps": [step]}, publish=False
+        )
+        r = await client.post(f"/api/v1/spinners/{spinner['id']}/publish", headers=admin.headers)
+        assert r.status_code == 422, r.text
+        assert "written as an object" in r.text
