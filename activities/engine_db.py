@@ -17,6 +17,7 @@ from activities.steps import StepActivities
 from store.jobs import (
     NewJob,
     NoPublishedVersion,
+    NoRows,
     TableRows,
     create_job,
     job_of_firing,
@@ -329,9 +330,13 @@ class EngineDbActivities:
                 schedule_firing=firing,
             )
             try:
-                job = await create_job(conn, new, TableRows(only_new=sched.only_new))
+                rows = TableRows(only_new=sched.only_new, skip_if_empty=True)
+                job = await create_job(conn, new, rows)
             except NoPublishedVersion:
                 return ScheduledJob(None, reason="spinner has no published version")
+            except NoRows:
+                # A nightly run over "rows not analysed yet" often finds none: no empty job.
+                return ScheduledJob(None, reason="no rows to run")
             except PlanRefused as exc:
                 activity.logger.warning("scheduled run %s skipped: %s", firing, exc)
                 return ScheduledJob(None, reason=f"skipped: plan limit: {exc}")

@@ -27,6 +27,10 @@ class NoPublishedVersion(Exception):
     """The spinner has never been published, so there is nothing to run."""
 
 
+class NoRows(Exception):
+    """A run that asked to skip when empty found no rows to take."""
+
+
 @dataclass(frozen=True)
 class Version:
     id: uuid.UUID
@@ -41,6 +45,8 @@ class TableRows:
     row_ids: list[int] | None = None
     # Only rows that no earlier job of the same spinner has taken.
     only_new: bool = False
+    # No rows: create no job and charge nothing (raise NoRows) — a schedule's firing.
+    skip_if_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,8 @@ async def create_job(
     """Charges the plan and writes the job with its records, or writes nothing at all.
 
     Raises PlanLimitReached (store.usage) when the month's jobs or records would pass the
-    organization's plan, NoPublishedVersion when the spinner has none. It runs in a savepoint,
+    organization's plan, NoPublishedVersion when the spinner has none, NoRows when the rows
+    asked for are none and the caller wants no empty job. It runs in a savepoint,
     so a refusal leaves the caller's transaction as it was and usable.
     """
     async with conn.begin_nested():
@@ -131,6 +138,8 @@ async def create_job(
             if not job.created:  # a retried firing: its records were written with its job
                 return job
             total = await _snapshot_rows(conn, new, job, records)
+            if total == 0 and records.skip_if_empty:
+                raise NoRows  # the savepoint takes the job and its charge back
             await consume_monthly(conn, new.org_id, plan, Meter.records_spun, total)
             return _with(job, total=total)
         record_id, inserted = await _insert_child(conn, new, job, records)

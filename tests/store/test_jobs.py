@@ -14,7 +14,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, ScheduleOverlapPolicy
+from temporalio.client import Client, ScheduleHandle, ScheduleOverlapPolicy
 
 from infra.db import create_engine
 from infra.settings import Settings
@@ -151,6 +151,17 @@ async def records_of_table(
     return list(r.json()["data"])
 
 
+async def fire_schedule(worker: Client, handle: ScheduleHandle, firings: int) -> ScheduledRunResult:
+    """Triggers the schedule and returns the result of its `firings`-th run."""
+    await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    deadline = time.monotonic() + 30
+    while len(actions := (await handle.describe()).info.recent_actions) < firings:
+        assert time.monotonic() < deadline, "the schedule did not fire"
+        await asyncio.sleep(0.2)
+    run = worker.get_workflow_handle(actions[-1].action.workflow_id, result_type=ScheduledRunResult)
+    return await run.result()
+
+
 class TestSchedule:
     async def test_a_firing_is_charged_and_past_the_limit_creates_no_job_and_says_why(
         self, client: AsyncClient, worker: Client, db: AsyncEngine
@@ -166,15 +177,7 @@ class TestSchedule:
         handle = worker.get_schedule_handle(schedule_id(r.json()["id"]))
 
         async def fire(firings: int) -> ScheduledRunResult:
-            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
-            deadline = time.monotonic() + 30
-            while len(actions := (await handle.describe()).info.recent_actions) < firings:
-                assert time.monotonic() < deadline, "the schedule did not fire"
-                await asyncio.sleep(0.2)
-            run = worker.get_workflow_handle(
-                actions[-1].action.workflow_id, result_type=ScheduledRunResult
-            )
-            return await run.result()
+            return await fire_schedule(worker, handle, firings)
 
         first = await fire(1)
         assert first.job_id is not None and first.reason is None
@@ -200,6 +203,34 @@ class TestSchedule:
         # The refused firing's job charge was rolled back with it.
         assert await meters(db, admin) == (0, RECORDS - 3)
         assert len(await jobs_of(client, admin, p["id"])) == 1
+        await handle.delete()
+
+    async def test_a_firing_that_finds_no_new_rows_creates_no_job_and_charges_nothing(
+        self, client: AsyncClient, worker: Client, db: AsyncEngine
+    ) -> None:
+        admin, p, table = await setup(client, 3)
+        spinner = await make_spinner(client, admin, project_id=p["id"], definition=TAG)
+        r = await client.post(
+            f"/api/v1/spinners/{spinner['id']}/schedules",
+            json={
+                "table_id": table["id"],
+                "cron": "0 2 * * *",
+                "timezone": "UTC",
+                "only_new": True,
+            },
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+        handle = worker.get_schedule_handle(schedule_id(r.json()["id"]))
+        first = await fire_schedule(worker, handle, 1)
+        assert first.job_id is not None
+        await wait_job(client, admin, first.job_id)
+        assert await meters(db, admin) == (1, 3)
+        await asyncio.sleep(1.1)  # firings are named by the second
+        empty = await fire_schedule(worker, handle, 2)
+        assert empty.job_id is None and empty.reason == "no rows to run"
+        assert await meters(db, admin) == (1, 3)
+        assert [j["id"] for j in await jobs_of(client, admin, p["id"])] == [first.job_id]
         await handle.delete()
 
 
