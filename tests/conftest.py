@@ -92,3 +92,13 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 @pytest.fixture
 def unique() -> Iterator[str]:
     yield uuid.uuid4().hex[:10]
+
+
+BROWSER_TESTS = "tests/console/browser/"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps its event loop running in the main
+    thread until its session fixture stops, and every async test after it would fail to start
+    its own loop."""
+    items.sort(key=lambda item: item.nodeid.startswith(BROWSER_TESTS))

@@ -153,6 +153,8 @@ class TestLogin:
         # Every route that takes a permission refuses, although the user is an Admin.
         refused, other = 0, []
         for route in api_routes(app):
+            if not route.path.startswith("/api/"):
+                continue  # console pages answer in HTML through the same API routes
             if not any(isinstance(c, RequirePermission) for c in _calls(route.dependant)):
                 continue
             path = re.sub(r"{\w+}", "00000000-0000-4000-8000-000000000000", route.path)
