@@ -19,7 +19,7 @@ from api.app import create_app
 from api.errors import install_error_handlers
 from infra.settings import Settings
 from tests.builders import Account, contacts_csv, make_spinner, make_table, project, signup
-from workflows.scheduled_run_workflow import schedule_id
+from workflows.contracts import schedule_id
 
 TAG_ONLY = {"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]}
 

@@ -23,7 +23,7 @@ from store.usage import current_month, monthly_usage
 from tests.builders import Account, api_key, make_spinner, run_now, wait_job
 from tests.workflows.test_steps_and_triggers import records_of, setup
 from tests.workflows.test_supporting_spinners import journey, link, record, wait_record
-from workflows.scheduled_run_workflow import ScheduledRunResult, schedule_id
+from workflows.contracts import ScheduledRunResult, schedule_id
 
 TAG = {"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]}
 RETRY = {"steps": [{"id": "again", "type": "tag", "disposition": "Retry"}]}
