@@ -145,7 +145,7 @@ def upload(
             f"/api/v1/data-tables/{table['id']}/{action}",
             content=_file_chunks(f, progress, task),
             headers={"Content-Type": "text/csv", "Content-Length": str(size)},
-            params={"formula_guard": formula_guard},
+            params={"formulaGuard": formula_guard},
             timeout=UPLOAD_TIMEOUT,
         )
     return dict(checked(response))
@@ -234,7 +234,7 @@ def export_table(
                 http.stream(
                     "GET",
                     f"/api/v1/data-tables/{found['id']}/export",
-                    params={"formula_guard": formula_guard},
+                    params={"formulaGuard": formula_guard},
                     timeout=UPLOAD_TIMEOUT,
                 ) as response,
                 _export_progress() as progress,

@@ -365,7 +365,7 @@ class TestWaitingLeavesTheWindow:
             await client.get(f"/api/v1/records/{waiting[0]['id']}/journey", headers=admin.headers)
         ).json()
         assert journey["steps"][-1]["label"] == "wait · waited"
-        assert journey["steps"][-1]["detail"]["delay_s"] == 86400
+        assert journey["steps"][-1]["detail"]["delayS"] == 86400
         busy = await client.delete(f"/api/v1/data-tables/{table['id']}", headers=admin.headers)
         assert busy.status_code == 409
         assert busy.json()["errorCode"] == "TABLE_IN_USE"
@@ -406,7 +406,7 @@ class TestWaitingLeavesTheWindow:
         ).json()
         labels = [s["label"] for s in journey["steps"]]
         assert labels == ["decision · branched", "wait · waited", "timer · fired", "tag · tagged"]
-        assert journey["steps"][1]["detail"]["delay_s"] == 86400
+        assert journey["steps"][1]["detail"]["delayS"] == 86400
         # The record's own clock moved a whole day; the wall clock did not.
         timer = journey["steps"][2]
         assert timer["step_id"] == "pause" and timer["duration_ms"] >= 86_400_000
