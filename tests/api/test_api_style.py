@@ -111,7 +111,8 @@ class TestOpenApiStyle:
         schemas = document["components"]["schemas"]
         schemas["RecordChild"]["properties"]["record_id"] = {"type": "integer"}
         schemas["RunRequest"]["properties"]["row_ids"] = {"type": "array"}
-        schemas["Orphan"] = {"type": "object", "properties": {"table_id": {"type": "string"}}}
+        orphan = {"table_id": {"type": "string"}}  # camel: keep
+        schemas["Orphan"] = {"type": "object", "properties": orphan}
         found = snake_case_properties(document)
         assert "RecordChild: record_id" in found
         assert "RunRequest: row_ids" in found
@@ -150,7 +151,8 @@ class TestWireStyle:
             client, admin, project_id=p["id"], csv_text="email\na@example.com\n"
         )
         url = f"/api/v1/data-tables/{table['id']}"
-        snake = await client.patch(url, json={"metadata_fields": []}, headers=admin.headers)
+        snake_body = {"metadata_fields": []}  # camel: keep
+        snake = await client.patch(url, json=snake_body, headers=admin.headers)
         assert snake.status_code == 422, snake.text
         assert snake.json()["errorCode"] == "VALIDATION_ERROR"
         assert "metadataFields" in snake.json()["message"]
