@@ -131,5 +131,5 @@ def records_list(
     columns = ["id", "job_id", "status", "disposition", "failed_step", "error", "duration_ms"]
     show(page["data"], columns, as_json=as_json, json_data=page)
     if not as_json:
-        more = f"; next page: --after {page['next_after']}" if page.get("next_after") else ""
+        more = f"; next page: --after {page['nextAfter']}" if page.get("nextAfter") else ""
         out.print(f"{len(page['data'])} of {page['count']:,} records{more}")

@@ -46,4 +46,4 @@ def keys_create(
 def keys_revoke(key_id: str, token: str | None = TOKEN) -> None:
     with api_client(token) as http:
         key = checked(http.delete(f"/api/v1/api-keys/{key_id}"))
-    out.print(f"revoked key {key['id']} ({key['name']}) at {key['revoked_at']}")
+    out.print(f"revoked key {key['id']} ({key['name']}) at {key['revokedAt']}")

@@ -33,7 +33,7 @@ def schedules_create(
     token: str | None = TOKEN,
 ) -> None:
     """Run a published spinner over a table on a cron schedule."""
-    body = {"table_id": table, "cron": cron, "timezone": timezone, "only_new": only_new}
+    body = {"tableId": table, "cron": cron, "timezone": timezone, "onlyNew": only_new}
     with api_client(token) as http:
         made = checked(http.post(f"/api/v1/spinners/{spinner_id}/schedules", json=body))
     show([made], COLUMNS, as_json=as_json, json_data=made)

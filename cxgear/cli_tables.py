@@ -155,7 +155,7 @@ def _report(result: dict[str, Any], verb: str) -> None:
     table = result["table"]
     out.print(
         f"{verb} {result['inserted']:,} rows into '{table['name']}' ({table['id']}); "
-        f"it now has {table['row_count']:,} rows and columns: {', '.join(table['columns'])}"
+        f"it now has {table['rowCount']:,} rows and columns: {', '.join(table['columns'])}"
     )
 
 
@@ -174,7 +174,7 @@ def list_tables(
         (
             "id",
             "name",
-            ("rows", lambda t: f"{t['row_count']:,}"),
+            ("rows", lambda t: f"{t['rowCount']:,}"),
             ("columns", lambda t: len(t["columns"])),
         ),
         as_json=as_json,
@@ -243,7 +243,7 @@ def export_table(
                     response.read()
                     checked(response)
                 task = progress.add_task(
-                    f"Exporting {found['name']}", total=found["row_count"] + 1, size="0 bytes"
+                    f"Exporting {found['name']}", total=found["rowCount"] + 1, size="0 bytes"
                 )
                 lines = written = 0
                 for block in response.iter_bytes(CHUNK):
@@ -255,4 +255,4 @@ def export_table(
             if output:
                 sink.close()
     if output:
-        err.print(f"Wrote {found['row_count']:,} rows to {output}")
+        err.print(f"Wrote {found['rowCount']:,} rows to {output}")

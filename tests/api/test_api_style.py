@@ -109,8 +109,8 @@ class TestOpenApiStyle:
         # nested response model, a request body and an unreferenced component finds all three.
         document = await _document(client)
         schemas = document["components"]["schemas"]
-        schemas["RecordChild"]["properties"]["record_id"] = {"type": "integer"}
-        schemas["RunRequest"]["properties"]["row_ids"] = {"type": "array"}
+        schemas["RecordChild"]["properties"]["record_id"] = {"type": "integer"}  # camel: keep
+        schemas["RunRequest"]["properties"]["row_ids"] = {"type": "array"}  # camel: keep
         orphan = {"table_id": {"type": "string"}}  # camel: keep
         schemas["Orphan"] = {"type": "object", "properties": orphan}
         found = snake_case_properties(document)

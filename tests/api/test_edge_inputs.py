@@ -38,8 +38,8 @@ class TestNulCharacter:
         r = await client.post(
             "/api/v1/auth/signup",
             json={
-                "full_name": NUL,
-                "organization_name": "Acme",
+                "fullName": NUL,
+                "organizationName": "Acme",
                 "email": "nul-signup@example.com",
                 "password": "Correct-Horse-9-battery",
             },

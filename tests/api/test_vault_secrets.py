@@ -135,7 +135,7 @@ class TestAudit:
             ("update", 2),
             ("create", 1),
         ]
-        assert {x["user_id"] for x in rows} == {admin.user_id}
+        assert {x["userId"] for x in rows} == {admin.user_id}
         assert "first-value" not in r.text and "second-value" not in r.text
         assert all("value" not in x for x in rows)
 

@@ -120,7 +120,7 @@ async def record_waits(
         json={
             "kind": "sms",
             "name": "sandbox sms",
-            "integration_id": twilio.json()["id"],
+            "integrationId": twilio.json()["id"],
             "sender": "+14155550100",
             "sandbox": True,
         },
@@ -166,7 +166,7 @@ async def record_supporting(
     waits = await make_spinner(c, admin, project_id=p["id"], definition=callback_spinner())
     r = await c.post(
         f"/api/v1/spinners/{waits['id']}/links",
-        json={"child_spinner_id": child["id"], "kind": "callback", "event": "escalate"},
+        json={"childSpinnerId": child["id"], "kind": "callback", "event": "escalate"},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
@@ -192,11 +192,11 @@ async def record_supporting(
     r = await c.post(
         f"/api/v1/spinners/{parent['id']}/links",
         json={
-            "child_spinner_id": child["id"],
+            "childSpinnerId": child["id"],
             "kind": "retry",
             "condition": 'disposition == "Retry"',
             "delay": "1s",
-            "max_attempts": 1,
+            "maxAttempts": 1,
         },
         headers=admin.headers,
     )
@@ -220,7 +220,7 @@ async def record_scheduled(
     )
     r = await c.post(
         f"/api/v1/spinners/{spinner['id']}/schedules",
-        json={"table_id": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+        json={"tableId": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text

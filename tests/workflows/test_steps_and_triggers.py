@@ -163,7 +163,7 @@ class TestWaitForCallback:
             await client.get(f"/api/v1/records/{rec['id']}/journey", headers=admin.headers)
         ).json()
         assert [s["label"] for s in journey["steps"]].count("callback · received") == 1
-        waited = next(s for s in journey["steps"] if s["step_id"] == "hold")
+        waited = next(s for s in journey["steps"] if s["stepId"] == "hold")
         assert waited["label"] == "wait_for_callback · callback_received"
         assert waited["detail"]["next"] == "yes"
         late = await post_callback(client, secret, rec["id"], {"answer": "again"}, event="e3")
@@ -278,16 +278,16 @@ class TestSchedules:
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/schedules",
             json={
-                "table_id": table["id"],
+                "tableId": table["id"],
                 "cron": "0 2 * * *",
                 "timezone": "Europe/Paris",
-                "only_new": True,
+                "onlyNew": True,
             },
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text
         sched = r.json()
-        assert len(sched["next_runs"]) >= 1
+        assert len(sched["nextRuns"]) >= 1
         from workflows.contracts import schedule_id
 
         handle = worker.get_schedule_handle(schedule_id(sched["id"]))
@@ -409,4 +409,4 @@ class TestWaitingLeavesTheWindow:
         assert journey["steps"][1]["detail"]["delayS"] == 86400
         # The record's own clock moved a whole day; the wall clock did not.
         timer = journey["steps"][2]
-        assert timer["step_id"] == "pause" and timer["duration_ms"] >= 86_400_000
+        assert timer["stepId"] == "pause" and timer["durationMs"] >= 86_400_000
