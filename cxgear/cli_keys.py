@@ -12,7 +12,7 @@ from cxgear.cli_tables import TOKEN
 keys_app = typer.Typer(help="API keys (the secret is shown once, at creation).")
 out = Console()
 JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
-COLUMNS = ("id", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+COLUMNS = ("id", "name", "prefix", "scopes", "createdAt", "lastUsedAt", "revokedAt")
 
 
 @keys_app.command("list")

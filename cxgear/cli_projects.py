@@ -20,7 +20,7 @@ JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a tab
 def projects_list(as_json: bool = JSON, token: str | None = TOKEN) -> None:
     with api_client(token) as http:
         data = checked(http.get("/api/v1/projects"))["data"]
-    show(data, ("id", "name", "type", "timezone", "created_at"), as_json=as_json)
+    show(data, ("id", "name", "type", "timezone", "createdAt"), as_json=as_json)
 
 
 @projects_app.command("create")
@@ -55,7 +55,7 @@ def table_rows(
             params["after"] = after
         page = checked(http.get(f"/api/v1/data-tables/{found['id']}/rows", params=params))
     rows = [{"rowId": r["rowId"], **r["data"]} for r in page["data"]]
-    show(rows, ["row_id", *page["columns"]], as_json=as_json, json_data=page)
+    show(rows, ["rowId", *page["columns"]], as_json=as_json, json_data=page)
     if not as_json:
         more = f"; next page: --after {page['nextAfter']}" if page["nextAfter"] else "; last page"
         out.print(f"{len(rows)} of {page['count']:,} rows{more}")

@@ -12,7 +12,7 @@ from cxgear.cli_tables import TOKEN
 schedules_app = typer.Typer(help="Cron schedules of a spinner.", no_args_is_help=True)
 out = Console()
 JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
-COLUMNS = ("id", "cron", "timezone", "table_id", "only_new", "paused", "created_at")
+COLUMNS = ("id", "cron", "timezone", "tableId", "onlyNew", "paused", "createdAt")
 
 
 @schedules_app.command("list")

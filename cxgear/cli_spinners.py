@@ -40,7 +40,7 @@ def list_spinners(
     """The spinners of a project with their latest published version."""
     with api_client(token) as http:
         data = checked(http.get(f"/api/v1/projects/{project_id(http, project)}/spinners"))["data"]
-    show(data, ("id", "name", "latest_version", "updated_at"), as_json=as_json)
+    show(data, ("id", "name", "latestVersion", "updatedAt"), as_json=as_json)
 
 
 @spinners_app.command("apply")
@@ -139,7 +139,7 @@ def watch_job(http: Any, job_id: str, interval: float = 1.0) -> dict[str, Any]:
                 description=p["status"],
                 failed=p["failed"],
                 waiting=p["waiting"],
-                rate=f"{p['rate_per_s'] or 0:.1f}",
+                rate=f"{p['ratePerS'] or 0:.1f}",
             )
             if p["phase"] == "ended":
                 return dict(checked(http.get(f"/api/v1/jobs/{job_id}")))

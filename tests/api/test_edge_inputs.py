@@ -44,7 +44,7 @@ class TestNulCharacter:
                 "password": "Correct-Horse-9-battery",
             },
         )
-        refused(r, "full_name")
+        refused(r, "fullName")
         assert "NUL" in r.json()["message"]
 
     async def test_names_of_projects_tables_spinners_roles(self, client: AsyncClient) -> None:

@@ -20,7 +20,7 @@ class TestInvite:
         assert row["presence"] == "online"
         assert row["device"] == "pytest"
         assert row["ip"] == "203.0.113.10"
-        assert row["last_active_at"]
+        assert row["lastActiveAt"]
 
     async def test_duplicate_email_rejected(self, client: AsyncClient) -> None:
         admin = await signup(client)

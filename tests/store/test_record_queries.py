@@ -232,7 +232,7 @@ class TestRecordQueriesOnAMillionRecords:
             f"projects/{million['project_a']}/records?status=completed"
             f"&after={completed['nextAfter']}"
         )
-        assert later["count"] is None and later["data"][0]["id"] > completed["next_after"]
+        assert later["count"] is None and later["data"][0]["id"] > completed["nextAfter"]
         found = await page(f"projects/{million['project_a']}/records?q=Contact 424242")
         assert [r["rowId"] for r in found["data"]] == [424242]
         short = await client_module.get(

@@ -305,7 +305,7 @@ class TestGuards:
         assert made.status_code == 201, made.text
         listed = await client.get(f"/api/v1/spinners/{parent['id']}/links", headers=admin.headers)
         assert [x["id"] for x in listed.json()["data"]] == [made.json()["id"]]
-        assert listed.json()["data"][0]["max_attempts"] == 3
+        assert listed.json()["data"][0]["maxAttempts"] == 3
         gone = await client.delete(
             f"/api/v1/spinners/{parent['id']}/links/{made.json()['id']}", headers=admin.headers
         )
