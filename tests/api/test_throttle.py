@@ -220,9 +220,7 @@ class TestPublicRoutes:
                 headers=key,
             )
             retry_after(r)
-            jobs = await c.get(
-                f"/api/v1/projects/{table['projectId']}/jobs", headers=admin.headers
-            )
+            jobs = await c.get(f"/api/v1/projects/{table['projectId']}/jobs", headers=admin.headers)
             assert jobs.json()["count"] == 0
             assert (await get_table(c, admin, table["id"]))["rowCount"] == 1 + TRIAL_LIMIT
 
