@@ -86,7 +86,7 @@ class TestSenders:
             kind="email",
             integration_id=sendgrid,
             sender="Hello@Example.COM",
-            sender_name="Acme Support",
+            senderName="Acme Support",
         )
         assert r.status_code == 201, r.text
         assert r.json()["sender"] == "hello@example.com"
