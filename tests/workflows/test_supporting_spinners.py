@@ -93,7 +93,7 @@ class TestRetryLinks:
             kind="retry",
             condition='disposition == "Retry"',
             delay="2s",
-            max_attempts=2,
+            maxAttempts=2,
         )
         assert r.status_code == 201, r.text
         job = await wait_job(client, admin, await run_now(client, admin, parent, table))
@@ -295,13 +295,13 @@ class TestGuards:
         assert r.status_code == 422
         r = await link(client, admin, parent, draft, kind="callback", condition="x == 1")
         assert r.status_code == 422
-        r = await link(client, admin, parent, draft, max_attempts=11, **retry)
+        r = await link(client, admin, parent, draft, maxAttempts=11, **retry)
         assert r.status_code == 422
         r = await link(client, admin, parent, draft, delay="soon", **retry)
         assert r.status_code == 422
 
         child = await make_spinner(client, admin, project_id=p["id"], definition=ALWAYS_RETRY)
-        made = await link(client, admin, parent, child, delay="15m", max_attempts=3, **retry)
+        made = await link(client, admin, parent, child, delay="15m", maxAttempts=3, **retry)
         assert made.status_code == 201, made.text
         listed = await client.get(f"/api/v1/spinners/{parent['id']}/links", headers=admin.headers)
         assert [x["id"] for x in listed.json()["data"]] == [made.json()["id"]]
