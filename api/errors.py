@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -92,6 +93,14 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _unknown_field(loc: Sequence[Any]) -> str:
+    name = str(loc[-1]) if loc else ""
+    if "_" in name and to_camel(name) != name:
+        # The API speaks camelCase only: point a snake_case client at the name it meant.
+        return f"unknown field (field names are camelCase, e.g. {to_camel(name)})"
+    return "unknown field"
+
+
 def translate_temporal(exc: RPCError | WorkflowAlreadyStartedError) -> AppError:
     if isinstance(exc, WorkflowAlreadyStartedError) or exc.status == RPCStatusCode.ALREADY_EXISTS:
         return AppError("The workflow has already been started", "ALREADY_STARTED", 409)
@@ -128,7 +137,9 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = []
         for err in exc.errors():
             where = _location(tuple(err.get("loc", ())))
-            msg = "unknown field" if err.get("type") == "extra_forbidden" else err.get("msg", "")
+            msg = err.get("msg", "")
+            if err.get("type") == "extra_forbidden":
+                msg = _unknown_field(err.get("loc", ()))
             problems.append({"field": where, "message": msg})
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         return error_response(f"Invalid request: {summary}", "VALIDATION_ERROR", 422, problems)

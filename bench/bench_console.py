@@ -75,7 +75,7 @@ async def measure(settings: Settings, args: argparse.Namespace) -> dict[str, Any
                 await c.get(
                     f"/api/v1/data-tables/{table['id']}/rows?limit=1", headers=admin.headers
                 )
-            ).json()["data"][0]["row_id"]
+            ).json()["data"][0]["rowId"]
             c.cookies.set("cxgear_session", admin.token)
             pages = {
                 "projects": "/projects",

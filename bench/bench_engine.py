@@ -185,7 +185,7 @@ async def history_bytes(settings: Settings) -> dict[str, int]:
                     )
                     r = await c.post(
                         f"/api/v1/spinners/{spinner['id']}/run",
-                        json={"table_id": table["id"]},
+                        json={"tableId": table["id"]},
                         headers=admin.headers,
                     )
                     job_id = r.json()["id"]
@@ -238,7 +238,7 @@ async def ours(
                 start = time.monotonic()
                 r = await c.post(
                     f"/api/v1/spinners/{spinner['id']}/run",
-                    json={"table_id": table["id"]},
+                    json={"tableId": table["id"]},
                     headers=admin.headers,
                 )
                 job_id = r.json()["id"]

@@ -176,8 +176,8 @@ def setup(api: httpx.Client) -> tuple[dict[str, str], str]:
         api.post(
             "/api/v1/auth/signup",
             json={
-                "full_name": "Bench Admin",
-                "organization_name": "Bench",
+                "fullName": "Bench Admin",
+                "organizationName": "Bench",
                 "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
                 "password": PASSWORD,
             },

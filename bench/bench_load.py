@@ -88,7 +88,7 @@ async def load_background(settings: Settings, project_id: str, spinner_id: str, 
 
 
 async def run_job(c: httpx.AsyncClient, h: dict[str, str], spinner: str, table: str) -> str:
-    r = await c.post(f"/api/v1/spinners/{spinner}/run", json={"table_id": table}, headers=h)
+    r = await c.post(f"/api/v1/spinners/{spinner}/run", json={"tableId": table}, headers=h)
     r.raise_for_status()
     return str(r.json()["id"])
 

@@ -30,8 +30,8 @@ def secrets_list(token: str | None = TOKEN) -> None:
         table.add_row(
             s["name"],
             str(s["version"]),
-            str(s.get("updated_at") or ""),
-            str(s.get("updated_by") or ""),
+            str(s.get("updatedAt") or ""),
+            str(s.get("updatedBy") or ""),
         )
     out.print(table)
 
@@ -70,7 +70,7 @@ def integrations_list(token: str | None = TOKEN) -> None:
         data = checked(c.get("/api/v1/integrations"))["data"]
     table = Table("id", "kind", "name", "credentials set")
     for i in data:
-        table.add_row(i["id"], i["kind"], i["name"], ", ".join(i.get("credential_fields") or []))
+        table.add_row(i["id"], i["kind"], i["name"], ", ".join(i.get("credentialFields") or []))
     out.print(table)
 
 

@@ -36,9 +36,9 @@ def secret_status(as_json: bool = JSON, token: str | None = TOKEN) -> None:
     if not status["exists"]:
         out.print("no callback secret yet; create one with `cxgear callbacks rotate-secret`")
         return
-    out.print(f"callback secret version {status['version']}, rotated at {status['rotated_at']}")
-    if status.get("previous_valid_until"):
-        out.print(f"the previous secret verifies until {status['previous_valid_until']}")
+    out.print(f"callback secret version {status['version']}, rotated at {status['rotatedAt']}")
+    if status.get("previousValidUntil"):
+        out.print(f"the previous secret verifies until {status['previousValidUntil']}")
 
 
 @callbacks_app.command("rotate-secret")
@@ -54,7 +54,7 @@ def rotate_secret(
         made = checked(http.post("/api/v1/callbacks/secret/rotate", json={"immediate": immediate}))
     sys.stdout.write(made["secret"] + "\n")
     sys.stdout.flush()
-    until = made.get("previous_valid_until")
+    until = made.get("previousValidUntil")
     previous = f"; the previous one verifies until {until}" if until else ""
     note.print(
         f"callback secret version {made['version']} (shown only now, store it with the sender)"

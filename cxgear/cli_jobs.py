@@ -20,11 +20,11 @@ JOB_COLUMNS: list[Any] = [
     "id",
     "status",
     "trigger",
-    "spinner_version",
+    "spinnerVersion",
     ("done/total", lambda j: f"{_done(j)}/{j['counts']['total']}"),
     ("failed", lambda j: j["counts"]["failed"]),
     ("waiting", lambda j: j["counts"]["waiting"]),
-    "created_at",
+    "createdAt",
 ]
 
 
@@ -54,8 +54,8 @@ def jobs_show(job_id: str, as_json: bool = JSON, token: str | None = TOKEN) -> N
         "progress": f"{_done(job)}/{counts['total']} done",
         "counts": ", ".join(f"{k} {v}" for k, v in counts.items()),
     }
-    fields = ("id", "status", "trigger", "spinner_id", "spinner_version", "table_id")
-    times = ("created_at", "started_at", "ended_at", "duration_s")
+    fields = ("id", "status", "trigger", "spinnerId", "spinnerVersion", "tableId")
+    times = ("createdAt", "startedAt", "endedAt", "durationS")
     show_one(job if as_json else summary, (*fields, "progress", "counts", *times), as_json=as_json)
 
 
@@ -128,8 +128,8 @@ def records_list(
             else f"/api/v1/projects/{project_id(http, project or '')}/records"
         )
         page = checked(http.get(path, params=params))
-    columns = ["id", "job_id", "status", "disposition", "failed_step", "error", "duration_ms"]
+    columns = ["id", "jobId", "status", "disposition", "failedStep", "error", "durationMs"]
     show(page["data"], columns, as_json=as_json, json_data=page)
     if not as_json:
-        more = f"; next page: --after {page['next_after']}" if page.get("next_after") else ""
+        more = f"; next page: --after {page['nextAfter']}" if page.get("nextAfter") else ""
         out.print(f"{len(page['data'])} of {page['count']:,} records{more}")

@@ -12,7 +12,7 @@ from cxgear.cli_tables import TOKEN
 keys_app = typer.Typer(help="API keys (the secret is shown once, at creation).")
 out = Console()
 JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
-COLUMNS = ("id", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+COLUMNS = ("id", "name", "prefix", "scopes", "createdAt", "lastUsedAt", "revokedAt")
 
 
 @keys_app.command("list")
@@ -46,4 +46,4 @@ def keys_create(
 def keys_revoke(key_id: str, token: str | None = TOKEN) -> None:
     with api_client(token) as http:
         key = checked(http.delete(f"/api/v1/api-keys/{key_id}"))
-    out.print(f"revoked key {key['id']} ({key['name']}) at {key['revoked_at']}")
+    out.print(f"revoked key {key['id']} ({key['name']}) at {key['revokedAt']}")

@@ -58,14 +58,14 @@ def orgs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON")) 
             "SELECT id, name, plan, created_at FROM organization ORDER BY created_at"
         ).fetchall()
     data = [
-        {"id": str(r[0]), "name": r[1], "plan": r[2], "created_at": r[3].isoformat()} for r in rows
+        {"id": str(r[0]), "name": r[1], "plan": r[2], "createdAt": r[3].isoformat()} for r in rows
     ]
     if as_json:
         print_json(data)
         return
     table = Table("id", "name", "plan", "created at")
     for d in data:
-        table.add_row(d["id"], d["name"], d["plan"], d["created_at"])
+        table.add_row(d["id"], d["name"], d["plan"], d["createdAt"])
     out.print(table)
 
 

@@ -63,7 +63,7 @@ def show(
     table = Table(title=title)
     for name, _ in specs:
         # Ids are copied into the next command: never wrapped or cut; other cells fold instead.
-        table.add_column(name, no_wrap=name.endswith("id"), overflow="fold")
+        table.add_column(name, no_wrap=name.lower().endswith("id"), overflow="fold")
     for row in rows:
         table.add_row(*(cell(get(row)) for _, get in specs))
     out.print(table)

@@ -20,7 +20,7 @@ JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a tab
 def projects_list(as_json: bool = JSON, token: str | None = TOKEN) -> None:
     with api_client(token) as http:
         data = checked(http.get("/api/v1/projects"))["data"]
-    show(data, ("id", "name", "type", "timezone", "created_at"), as_json=as_json)
+    show(data, ("id", "name", "type", "timezone", "createdAt"), as_json=as_json)
 
 
 @projects_app.command("create")
@@ -54,10 +54,10 @@ def table_rows(
         if after is not None:
             params["after"] = after
         page = checked(http.get(f"/api/v1/data-tables/{found['id']}/rows", params=params))
-    rows = [{"row_id": r["row_id"], **r["data"]} for r in page["data"]]
-    show(rows, ["row_id", *page["columns"]], as_json=as_json, json_data=page)
+    rows = [{"rowId": r["rowId"], **r["data"]} for r in page["data"]]
+    show(rows, ["rowId", *page["columns"]], as_json=as_json, json_data=page)
     if not as_json:
-        more = f"; next page: --after {page['next_after']}" if page["next_after"] else "; last page"
+        more = f"; next page: --after {page['nextAfter']}" if page["nextAfter"] else "; last page"
         out.print(f"{len(rows)} of {page['count']:,} rows{more}")
 
 
@@ -78,11 +78,11 @@ def table_fields(
         if set_fields is not None:
             fields = [f.strip() for f in set_fields.split(",") if f.strip()]
             found = checked(
-                http.patch(f"/api/v1/data-tables/{found['id']}", json={"metadata_fields": fields})
+                http.patch(f"/api/v1/data-tables/{found['id']}", json={"metadataFields": fields})
             )
     if as_json:
-        show([], (), as_json=True, json_data={"metadata_fields": found["metadata_fields"]})
+        show([], (), as_json=True, json_data={"metadataFields": found["metadataFields"]})
         return
-    chosen = set(found["metadata_fields"])
+    chosen = set(found["metadataFields"])
     rows = [{"column": c, "metadata": "yes" if c in chosen else ""} for c in found["columns"]]
     show(rows, ("column", "metadata"), as_json=False, title=f"{found['name']} ({found['id']})")

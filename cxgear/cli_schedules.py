@@ -12,7 +12,7 @@ from cxgear.cli_tables import TOKEN
 schedules_app = typer.Typer(help="Cron schedules of a spinner.", no_args_is_help=True)
 out = Console()
 JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
-COLUMNS = ("id", "cron", "timezone", "table_id", "only_new", "paused", "created_at")
+COLUMNS = ("id", "cron", "timezone", "tableId", "onlyNew", "paused", "createdAt")
 
 
 @schedules_app.command("list")
@@ -33,7 +33,7 @@ def schedules_create(
     token: str | None = TOKEN,
 ) -> None:
     """Run a published spinner over a table on a cron schedule."""
-    body = {"table_id": table, "cron": cron, "timezone": timezone, "only_new": only_new}
+    body = {"tableId": table, "cron": cron, "timezone": timezone, "onlyNew": only_new}
     with api_client(token) as http:
         made = checked(http.post(f"/api/v1/spinners/{spinner_id}/schedules", json=body))
     show([made], COLUMNS, as_json=as_json, json_data=made)

@@ -43,7 +43,7 @@ def login(
         "email": email,
         "password": password,
         "device": f"cxgear CLI on {platform.node() or 'unknown host'}",
-        "continue_here": continue_here,
+        "continueHere": continue_here,
     }
     with httpx.Client(base_url=base, timeout=30) as http:
         session = checked(http.post("/api/v1/auth/login", json=body))
@@ -52,11 +52,11 @@ def login(
             "api_url": base,
             "token": session["token"],
             "email": email,
-            "expires_at": session["expires_at"],
+            "expiresAt": session["expiresAt"],
         }
     )
-    out.print(f"signed in to {base} as {email} until {session['expires_at']} (session in {path})")
-    if session.get("must_change_password"):
+    out.print(f"signed in to {base} as {email} until {session['expiresAt']} (session in {path})")
+    if session.get("mustChangePassword"):
         out.print("your password must be changed before anything else (in the console)")
 
 

@@ -40,7 +40,7 @@ def list_spinners(
     """The spinners of a project with their latest published version."""
     with api_client(token) as http:
         data = checked(http.get(f"/api/v1/projects/{project_id(http, project)}/spinners"))["data"]
-    show(data, ("id", "name", "latest_version", "updated_at"), as_json=as_json)
+    show(data, ("id", "name", "latestVersion", "updatedAt"), as_json=as_json)
 
 
 @spinners_app.command("apply")
@@ -77,7 +77,7 @@ def apply(
         for issue in checked(http.get(f"/api/v1/spinners/{spinner['id']}")).get("issues", []):
             console.print(f"  {issue['level']}: {issue['path']}: {issue['message']}")
         if publish if publish is not None else spec.publish:
-            before = spinner.get("latest_version", 0)
+            before = spinner.get("latestVersion", 0)
             version = checked(http.post(f"/api/v1/spinners/{spinner['id']}/publish"))
             state = "published" if version["version"] != before else "already published as"
             console.print(f"{state} version {version['version']}")
@@ -95,7 +95,7 @@ def export(
     data = {
         "name": spinner["name"],
         "description": spinner["description"] or None,
-        "project": spinner["project_id"],
+        "project": spinner["projectId"],
         "definition": spinner["draft"],
     }
     try:
@@ -139,7 +139,7 @@ def watch_job(http: Any, job_id: str, interval: float = 1.0) -> dict[str, Any]:
                 description=p["status"],
                 failed=p["failed"],
                 waiting=p["waiting"],
-                rate=f"{p['rate_per_s'] or 0:.1f}",
+                rate=f"{p['ratePerS'] or 0:.1f}",
             )
             if p["phase"] == "ended":
                 return dict(checked(http.get(f"/api/v1/jobs/{job_id}")))
@@ -154,8 +154,8 @@ def run(
 ) -> None:
     """Run a published spinner over a table now."""
     with api_client(token) as http:
-        job = checked(http.post(f"/api/v1/spinners/{spinner_id}/run", json={"table_id": table}))
-        console.print(f"job {job['id']} started on version {job['spinner_version']}")
+        job = checked(http.post(f"/api/v1/spinners/{spinner_id}/run", json={"tableId": table}))
+        console.print(f"job {job['id']} started on version {job['spinnerVersion']}")
         if watch:
             job = watch_job(http, job["id"])
             c = job["counts"]
@@ -169,16 +169,16 @@ def journey(record_id: int = typer.Argument(..., help="Record id"), token: str =
     """Print a record's journey: each step with its outcome, attempts, timing and errors."""
     with api_client(token) as http:
         data = checked(http.get(f"/api/v1/records/{record_id}/journey"))
-    table = Table(title=f"record {record_id} · {data['status']} ({data['workflow_id']})")
+    table = Table(title=f"record {record_id} · {data['status']} ({data['workflowId']})")
     for col in ("step", "outcome", "attempts", "ms", "messages / error"):
         table.add_column(col)
     for s in data["steps"]:
         note = s.get("error") or " | ".join(s.get("messages") or [])
         table.add_row(
-            s.get("step_id") or "-",
+            s.get("stepId") or "-",
             s["label"],
             str(s["attempts"]),
-            str(s.get("duration_ms") or ""),
+            str(s.get("durationMs") or ""),
             note,
         )
     console.print(table)

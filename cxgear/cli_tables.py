@@ -145,7 +145,7 @@ def upload(
             f"/api/v1/data-tables/{table['id']}/{action}",
             content=_file_chunks(f, progress, task),
             headers={"Content-Type": "text/csv", "Content-Length": str(size)},
-            params={"formula_guard": formula_guard},
+            params={"formulaGuard": formula_guard},
             timeout=UPLOAD_TIMEOUT,
         )
     return dict(checked(response))
@@ -155,7 +155,7 @@ def _report(result: dict[str, Any], verb: str) -> None:
     table = result["table"]
     out.print(
         f"{verb} {result['inserted']:,} rows into '{table['name']}' ({table['id']}); "
-        f"it now has {table['row_count']:,} rows and columns: {', '.join(table['columns'])}"
+        f"it now has {table['rowCount']:,} rows and columns: {', '.join(table['columns'])}"
     )
 
 
@@ -174,7 +174,7 @@ def list_tables(
         (
             "id",
             "name",
-            ("rows", lambda t: f"{t['row_count']:,}"),
+            ("rows", lambda t: f"{t['rowCount']:,}"),
             ("columns", lambda t: len(t["columns"])),
         ),
         as_json=as_json,
@@ -234,7 +234,7 @@ def export_table(
                 http.stream(
                     "GET",
                     f"/api/v1/data-tables/{found['id']}/export",
-                    params={"formula_guard": formula_guard},
+                    params={"formulaGuard": formula_guard},
                     timeout=UPLOAD_TIMEOUT,
                 ) as response,
                 _export_progress() as progress,
@@ -243,7 +243,7 @@ def export_table(
                     response.read()
                     checked(response)
                 task = progress.add_task(
-                    f"Exporting {found['name']}", total=found["row_count"] + 1, size="0 bytes"
+                    f"Exporting {found['name']}", total=found["rowCount"] + 1, size="0 bytes"
                 )
                 lines = written = 0
                 for block in response.iter_bytes(CHUNK):
@@ -255,4 +255,4 @@ def export_table(
             if output:
                 sink.close()
     if output:
-        err.print(f"Wrote {found['row_count']:,} rows to {output}")
+        err.print(f"Wrote {found['rowCount']:,} rows to {output}")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic.alias_generators import to_camel
 from sqlalchemy import Column, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
@@ -48,10 +49,19 @@ def jsonb_field(default_factory: Any) -> Any:
     return Field(default_factory=default_factory, sa_column=Column(JSONB, nullable=False))
 
 
-class RequestBody(BaseModel):
-    """Base of every API request body: unknown fields are refused so ids cannot be smuggled."""
+# The API speaks camelCase (PRODUCT.md "API style"); Python keeps snake_case field names and the
+# aliases are generated, so a new field cannot be added in the other style.
+API_STYLE = ConfigDict(alias_generator=to_camel, serialize_by_alias=True, validate_by_alias=True)
 
-    model_config = ConfigDict(extra="forbid")
+
+class RequestBody(BaseModel):
+    """Base of every API request body: unknown fields are refused so ids cannot be smuggled.
+
+    Only the camelCase names are accepted: a snake_case key is an unknown field (the 422 names the
+    camelCase one), so one request never mixes two spellings of the same field.
+    """
+
+    model_config = ConfigDict(**API_STYLE, extra="forbid", validate_by_name=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -65,6 +75,9 @@ class RequestBody(BaseModel):
 
 
 class PublicModel(BaseModel):
-    """Base of every API response body."""
+    """Base of every API response body, serialised with its camelCase aliases.
 
-    model_config = ConfigDict(from_attributes=True)
+    Built in Python by field name (or from a table row's attributes); dumps use the aliases.
+    """
+
+    model_config = ConfigDict(**API_STYLE, from_attributes=True, validate_by_name=True)

@@ -82,7 +82,7 @@ class SpinnerLinkCreate(RequestBody):
             if self.condition is not None:
                 raise ValueError("conditions apply to retry links only")
             if self.max_attempts != 1:
-                raise ValueError("max_attempts applies to retry links only")
+                raise ValueError("maxAttempts applies to retry links only")
         return self
 
 

@@ -8,6 +8,7 @@ from pydantic import EmailStr
 from sqlmodel import Field, SQLModel
 
 from models.base import PublicModel, RequestBody, created_field, id_field, org_field, tz_field
+from models.organization import OrganizationPublic
 from models.user import Password
 
 
@@ -58,3 +59,18 @@ class SessionPublic(PublicModel):
     user_id: uuid.UUID
     org_id: uuid.UUID
     must_change_password: bool
+
+
+class MeUser(PublicModel):
+    id: uuid.UUID
+    full_name: str
+    email: str
+    must_change_password: bool
+
+
+class MePublic(PublicModel):
+    """Who the session belongs to, their organization and what they may do."""
+
+    user: MeUser
+    organization: OrganizationPublic
+    permissions: list[str]

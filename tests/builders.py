@@ -35,8 +35,8 @@ async def signup(
     r = await client.post(
         "/api/v1/auth/signup",
         json={
-            "full_name": "Ada Admin",
-            "organization_name": org or f"Org {uuid.uuid4().hex[:6]}",
+            "fullName": "Ada Admin",
+            "organizationName": org or f"Org {uuid.uuid4().hex[:6]}",
             "email": email,
             "password": PASSWORD,
         },
@@ -44,13 +44,13 @@ async def signup(
     )
     assert r.status_code == 201, r.text
     body = r.json()
-    account = Account(body["token"], body["org_id"], body["user_id"], email)
-    if body["must_change_password"]:
+    account = Account(body["token"], body["orgId"], body["userId"], email)
+    if body["mustChangePassword"]:
         # An invited user's first act. The "new" password is the same text so a test's later
         # logins keep using PASSWORD; the product only asks that it be changed, and strong.
         r = await client.post(
             "/api/v1/auth/password",
-            json={"current_password": PASSWORD, "new_password": PASSWORD},
+            json={"currentPassword": PASSWORD, "newPassword": PASSWORD},
             headers=account.headers,
         )
         assert r.status_code == 204, r.text
@@ -71,10 +71,10 @@ async def invite(
     r = await client.post(
         "/api/v1/users",
         json={
-            "full_name": "Uma User",
+            "fullName": "Uma User",
             "email": email,
-            "temporary_password": PASSWORD,
-            "role_ids": ids,
+            "temporaryPassword": PASSWORD,
+            "roleIds": ids,
         },
         headers=admin.headers,
     )
@@ -87,7 +87,7 @@ async def login(
 ) -> Any:
     return await client.post(
         "/api/v1/auth/login",
-        json={"email": email, "password": PASSWORD, "continue_here": continue_here},
+        json={"email": email, "password": PASSWORD, "continueHere": continue_here},
         headers={"User-Agent": device},
     )
 
@@ -96,13 +96,13 @@ async def as_user(client: AsyncClient, email: str) -> Account:
     r = await login(client, email)
     assert r.status_code == 200, r.text
     body = r.json()
-    account = Account(body["token"], body["org_id"], body["user_id"], email)
-    if body["must_change_password"]:
+    account = Account(body["token"], body["orgId"], body["userId"], email)
+    if body["mustChangePassword"]:
         # An invited user's first act. The "new" password is the same text so a test's later
         # logins keep using PASSWORD; the product only asks that it be changed, and strong.
         r = await client.post(
             "/api/v1/auth/password",
-            json={"current_password": PASSWORD, "new_password": PASSWORD},
+            json={"currentPassword": PASSWORD, "newPassword": PASSWORD},
             headers=account.headers,
         )
         assert r.status_code == 204, r.text
@@ -181,7 +181,7 @@ async def run_now(
     """Run now of a published spinner over a table; the new job's id."""
     r = await client.post(
         f"/api/v1/spinners/{spinner['id']}/run",
-        json={"table_id": table["id"]},
+        json={"tableId": table["id"]},
         headers=account.headers,
     )
     assert r.status_code == 201, r.text

@@ -36,10 +36,10 @@ async def invite_user(
     role_ids: Annotated[list[uuid.UUID] | None, Form()] = None,
 ) -> Response:
     body = {
-        "full_name": full_name,
+        "fullName": full_name,
         "email": email,
-        "temporary_password": temporary_password,
-        "role_ids": [str(r) for r in role_ids or []],
+        "temporaryPassword": temporary_password,
+        "roleIds": [str(r) for r in role_ids or []],
     }
     try:
         await ConsoleApi(request).post("/users", body)
@@ -47,7 +47,7 @@ async def invite_user(
         if err.status in (401, 403):
             raise
         context = await _users_context(request, me)
-        context.update(error=err.message, form={"full_name": full_name, "email": email})
+        context.update(error=err.message, form={"fullName": full_name, "email": email})
         return render(request, "users.html", context, status=err.status)
     return redirect(request, "/admin/users")
 

@@ -46,7 +46,7 @@ def _auth_page(
 
 
 def _signed_in(request: Request, session: dict[str, Any]) -> Response:
-    expires = datetime.fromisoformat(session["expires_at"])
+    expires = datetime.fromisoformat(session["expiresAt"])
     max_age = max(60, int((expires - datetime.now(UTC)).total_seconds()))
     response = redirect(request, "/")
     set_session_cookie(request, response, session["token"], max_age)
@@ -65,7 +65,7 @@ async def signin(
     password: Annotated[str, Form(max_length=1000)],
     continue_here: Annotated[bool, Form()] = False,
 ) -> Response:
-    body = {"email": email, "password": password, "continue_here": continue_here}
+    body = {"email": email, "password": password, "continueHere": continue_here}
     try:
         session = await ConsoleApi(request).post("/auth/login", body)
     except ApiError as err:
@@ -89,7 +89,7 @@ async def signup(
     email: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
-    form = {"full_name": full_name, "organization_name": organization_name, "email": email}
+    form = {"fullName": full_name, "organizationName": organization_name, "email": email}
     try:
         session = await ConsoleApi(request).post("/auth/signup", {**form, "password": password})
     except ApiError as err:
@@ -122,7 +122,7 @@ async def change_password(
     current_password: Annotated[str, Form(max_length=1000)],
     new_password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
-    body = {"current_password": current_password, "new_password": new_password}
+    body = {"currentPassword": current_password, "newPassword": new_password}
     try:
         await ConsoleApi(request).post("/auth/password", body)
     except ApiError as err:

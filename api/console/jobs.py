@@ -42,7 +42,7 @@ async def job_page(
     api = ConsoleApi(request)
     job = await api.get(f"/jobs/{job_id}")
     progress = await api.get(f"/jobs/{job_id}/progress")
-    project = await project_of(request, job["project_id"])
+    project = await project_of(request, job["projectId"])
     records = await api.get(
         f"/jobs/{job_id}/records", status=status, after=after, limit=RECORDS_PAGE
     )
@@ -133,7 +133,7 @@ async def records_page(
 async def record_page(request: Request, me: MeDep, record_id: int) -> Response:
     api = ConsoleApi(request)
     record = await api.get(f"/records/{record_id}")
-    project = await project_of(request, record["project_id"])
+    project = await project_of(request, record["projectId"])
     journey = problem = None
     try:
         journey = await api.get(f"/records/{record_id}/journey")
@@ -141,7 +141,7 @@ async def record_page(request: Request, me: MeDep, record_id: int) -> Response:
         if err.status in (401, 403):
             raise
         problem = err.message
-    workflow_id = journey["workflow_id"] if journey else None
+    workflow_id = journey["workflowId"] if journey else None
     context = {
         "me": me,
         "project": project,

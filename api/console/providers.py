@@ -116,9 +116,9 @@ async def add_channel(
     body = {
         "kind": kind,
         "name": name,
-        "integration_id": str(integration_id),
+        "integrationId": str(integration_id),
         "sender": sender,
-        "sender_name": sender_name or None,
+        "senderName": sender_name or None,
         "sandbox": sandbox,
     }
     try:

@@ -34,7 +34,7 @@ async def create_schedule(
     timezone: Annotated[str, Form(max_length=100)] = "UTC",
     only_new: Annotated[bool, Form()] = False,
 ) -> Response:
-    body = {"table_id": str(table_id), "cron": cron, "timezone": timezone, "only_new": only_new}
+    body = {"tableId": str(table_id), "cron": cron, "timezone": timezone, "onlyNew": only_new}
     try:
         await ConsoleApi(request).post(f"/spinners/{spinner_id}/schedules", body)
     except ApiError as err:
@@ -72,11 +72,11 @@ async def create_link(
     event: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     body = {
-        "child_spinner_id": str(child_spinner_id),
+        "childSpinnerId": str(child_spinner_id),
         "kind": kind,
         "condition": condition or None,
         "delay": delay or None,
-        "max_attempts": max_attempts,
+        "maxAttempts": max_attempts,
         "event": event or None,
     }
     try:

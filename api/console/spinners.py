@@ -24,7 +24,7 @@ MAX_YAML = 200_000
 
 
 def _issue(message: str, path: str = "", line: int | None = None, level: str = "error") -> Any:
-    return {"level": level, "path": path, "message": message, "line": line, "step_id": None}
+    return {"level": level, "path": path, "message": message, "line": line, "stepId": None}
 
 
 def _parsed(text: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -52,10 +52,10 @@ def _as_yaml(definition: dict[str, Any]) -> str:
 async def spinner_context(request: Request, me: Any, spinner_id: uuid.UUID) -> dict[str, Any]:
     api = ConsoleApi(request)
     spinner = await api.get(f"/spinners/{spinner_id}")
-    project = await project_of(request, spinner["project_id"])
+    project = await project_of(request, spinner["projectId"])
     versions = (await api.get(f"/spinners/{spinner_id}/versions"))["data"]
-    tables = (await api.get(f"/projects/{spinner['project_id']}/data-tables"))["data"]
-    siblings = (await api.get(f"/projects/{spinner['project_id']}/spinners"))["data"]
+    tables = (await api.get(f"/projects/{spinner['projectId']}/data-tables"))["data"]
+    siblings = (await api.get(f"/projects/{spinner['projectId']}/spinners"))["data"]
     schedules = (await api.get(f"/spinners/{spinner_id}/schedules"))["data"]
     links = (await api.get(f"/spinners/{spinner_id}/links"))["data"]
     graph = None
@@ -159,7 +159,7 @@ async def run_now(
 ) -> Response:
     try:
         job = await ConsoleApi(request).post(
-            f"/spinners/{spinner_id}/run", {"table_id": str(table_id)}
+            f"/spinners/{spinner_id}/run", {"tableId": str(table_id)}
         )
     except ApiError as err:
         context = await spinner_context(request, me, spinner_id)

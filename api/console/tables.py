@@ -47,7 +47,7 @@ async def _table_context(
 ) -> dict[str, Any]:
     api = ConsoleApi(request)
     table = await api.get(f"/data-tables/{table_id}")
-    project = await project_of(request, table["project_id"])
+    project = await project_of(request, table["projectId"])
     rows = await api.get(f"/data-tables/{table_id}/rows", after=after, limit=PAGE)
     return {"me": me, "project": project, "table": table, "rows": rows, "after": after}
 
@@ -99,7 +99,7 @@ async def set_metadata(
 ) -> Response:
     api = ConsoleApi(request)
     try:
-        await api.patch(f"/data-tables/{table_id}", {"metadata_fields": fields or []})
+        await api.patch(f"/data-tables/{table_id}", {"metadataFields": fields or []})
     except ApiError as err:
         context = await _table_context(request, me, table_id, None)
         context["metadata_error"] = err.message

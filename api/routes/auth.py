@@ -24,6 +24,8 @@ from models.role import Role
 from models.user import User, UserRole, UserStatus
 from models.user_session import (
     LoginBody,
+    MePublic,
+    MeUser,
     PasswordChange,
     SessionEnd,
     SessionPublic,
@@ -160,7 +162,7 @@ async def login(
         if not same_device and not body.continue_here:
             raise AppError(
                 f"You are signed in on another device ({other.device}, {other.ip}, since "
-                f"{other.started_at.isoformat()}); sign in with continue_here to end it",
+                f"{other.started_at.isoformat()}); sign in with continueHere to end it",
                 "SESSION_ACTIVE_ELSEWHERE",
                 409,
                 {"device": other.device, "ip": other.ip, "startedAt": other.started_at.isoformat()},
@@ -179,17 +181,12 @@ async def logout(principal: SignedIn, session: SessionDep) -> None:
 
 
 @router.get("/me")
-async def me(principal: SignedIn, session: SessionDep) -> dict[str, object]:
-    return {
-        "user": {
-            "id": str(principal.user.id),
-            "fullName": principal.user.full_name,
-            "email": principal.user.email,
-            "mustChangePassword": principal.user.must_change_password,
-        },
-        "organization": OrganizationPublic.model_validate(principal.org).model_dump(mode="json"),
-        "permissions": await user_permissions(session, principal.user.id),
-    }
+async def me(principal: SignedIn, session: SessionDep) -> MePublic:
+    return MePublic(
+        user=MeUser.model_validate(principal.user),
+        organization=OrganizationPublic.model_validate(principal.org),
+        permissions=await user_permissions(session, principal.user.id),
+    )
 
 
 @router.post("/password", status_code=204)

@@ -77,10 +77,10 @@ async def _integration_for(
     integration = await session.get(Integration, integration_id)
     if integration is None or integration.org_id != org_id:
         raise AppError(
-            "integration_id does not name an integration of this organization",
+            "integrationId does not name an integration of this organization",
             "INTEGRATION_NOT_FOUND",
             422,
-            [{"field": "integration_id", "message": "not found"}],
+            [{"field": "integrationId", "message": "not found"}],
         )
     needed = CHANNEL_INTEGRATION[kind]
     if integration.kind != needed.value:
@@ -89,7 +89,7 @@ async def _integration_for(
             f"not {integration.kind}",
             "CHANNEL_INTEGRATION_MISMATCH",
             422,
-            [{"field": "integration_id", "message": f"must be a {needed.value} integration"}],
+            [{"field": "integrationId", "message": f"must be a {needed.value} integration"}],
         )
     return integration
 
@@ -97,10 +97,10 @@ async def _integration_for(
 def _sender_name(kind: ChannelKind, sender_name: str | None) -> str | None:
     if sender_name is not None and kind != ChannelKind.email:
         raise AppError(
-            "sender_name applies to email channels only",
+            "senderName applies to email channels only",
             "VALIDATION_ERROR",
             422,
-            [{"field": "sender_name", "message": "email channels only"}],
+            [{"field": "senderName", "message": "email channels only"}],
         )
     return sender_name
 

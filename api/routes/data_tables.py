@@ -132,9 +132,10 @@ async def delete_table(table: DeletableTable, session: SessionDep) -> None:
 FormulaGuard = Annotated[
     bool,
     Query(
+        alias="formulaGuard",
         description="Export: prefix ' to cells a spreadsheet would run as formulas (not to "
         "numbers or phone numbers). Import/append: remove that ' again, so an export imports "
-        "back to the same values; false when the file was exported without the guard"
+        "back to the same values; false when the file was exported without the guard",
     ),
 ]
 
@@ -211,7 +212,7 @@ async def append_csv(
 async def list_rows(
     table: ReadableTable,
     session: SessionDep,
-    after: Annotated[Cursor | None, Query(description="row_id of the last row seen")] = None,
+    after: Annotated[Cursor | None, Query(description="rowId of the last row seen")] = None,
     limit: Annotated[int, Query(ge=1, description="page size, capped at 500")] = 50,
 ) -> RowsPublic:
     return await rows_page(session, table, after=after, limit=limit)

@@ -186,7 +186,8 @@ async def record_journey(
     }
     snapshot = await session.get(JourneySnapshot, record.id)
     if snapshot is not None:
-        return JourneyPublic.model_validate({**snapshot.journey, "source": "snapshot", **lineage})
+        stored = JourneyPublic.model_validate(snapshot.journey)  # camelCase, or snake if older
+        return stored.model_copy(update={"source": "snapshot", **lineage})
     if record.status == "pending":
         raise AppError("The record has not started yet", "RECORD_PENDING", 409)
     wf_id = record.workflow_id or record_workflow_id(record.id)

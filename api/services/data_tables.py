@@ -85,7 +85,7 @@ def checked_metadata_fields(table: DataTable, fields: list[str]) -> list[str]:
             + ("" if table.columns else " (import a CSV first)"),
             "VALIDATION_ERROR",
             422,
-            [{"field": "metadata_fields", "message": f"unknown column '{f}'"} for f in unknown],
+            [{"field": "metadataFields", "message": f"unknown column '{f}'"} for f in unknown],
         )
     return list(dict.fromkeys(fields))
 

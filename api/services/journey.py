@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.api.common.v1 import Payload, Payloads
@@ -63,8 +64,11 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 
 def _step_from_result(result: dict[str, Any], **extra: Any) -> JourneyStep:
     kind, outcome = result.get("step_type", "?"), result.get("outcome", "done")
+    # The engine's result keys, named in the API's camelCase.
     detail = {
-        k: result[k] for k in ("next", "label", "delay_s") if result.get(k) not in (None, 0, 0.0)
+        name: result[k]
+        for k, name in (("next", "next"), ("label", "label"), ("delay_s", "delayS"))
+        if result.get(k) not in (None, 0, 0.0)
     }
     if result.get("outputs"):
         detail["outputs"] = result["outputs"]
@@ -269,7 +273,7 @@ async def derive_journey(
                         label=f"started_by · {why.get('kind') or 'started'}",
                         status="completed",
                         ended_at=_ts(event),
-                        detail=why,
+                        detail={to_camel(k): v for k, v in why.items()},
                     )
                 )
         elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:

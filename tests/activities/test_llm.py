@@ -115,7 +115,7 @@ async def world(app: FastAPI, settings: Settings, fake: FakeOpenAI) -> AsyncIter
         # The job only gives records a parent; no worker polls this module's queues.
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text

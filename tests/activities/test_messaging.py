@@ -103,7 +103,7 @@ async def twilio_channel(
         json={
             "kind": kind,
             "name": f"{kind} {uuid.uuid4().hex[:6]}",
-            "integration_id": r.json()["id"],
+            "integrationId": r.json()["id"],
             "sender": sender,
             "sandbox": sandbox,
         },
@@ -130,9 +130,9 @@ async def email_channel(client: AsyncClient, admin: Account, fake: FakeSendGrid)
         json={
             "kind": "email",
             "name": f"email {uuid.uuid4().hex[:6]}",
-            "integration_id": r.json()["id"],
+            "integrationId": r.json()["id"],
             "sender": "hello@cx.example.com",
-            "sender_name": "CX Team",
+            "senderName": "CX Team",
         },
         headers=admin.headers,
     )
@@ -180,7 +180,7 @@ async def run_on(
 ) -> str:
     spinner = await make_spinner(client, admin, project_id=project_id, definition=definition)
     r = await client.post(
-        f"/api/v1/spinners/{spinner['id']}/run", json={"table_id": table}, headers=admin.headers
+        f"/api/v1/spinners/{spinner['id']}/run", json={"tableId": table}, headers=admin.headers
     )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])

@@ -27,8 +27,8 @@ class TestSignup:
         r = await client.post(
             "/api/v1/auth/signup",
             json={
-                "full_name": "A",
-                "organization_name": "O",
+                "fullName": "A",
+                "organizationName": "O",
                 "email": f"{unique}@ex.com",
                 "password": "short",
             },
@@ -42,8 +42,8 @@ class TestSignup:
         r = await client.post(
             "/api/v1/auth/signup",
             json={
-                "full_name": "B",
-                "organization_name": "Other",
+                "fullName": "B",
+                "organizationName": "Other",
                 "email": account.email.upper(),
                 "password": PASSWORD,
             },
@@ -55,16 +55,16 @@ class TestSignup:
         r = await client.post(
             "/api/v1/auth/signup",
             json={
-                "full_name": "A",
-                "organization_name": "O",
+                "fullName": "A",
+                "organizationName": "O",
                 "email": f"{unique}@ex.com",
                 "password": PASSWORD,
-                "org_id": "00000000-0000-0000-0000-000000000000",
+                "orgId": "00000000-0000-0000-0000-000000000000",
             },
         )
         assert r.status_code == 422
         assert r.json()["errorCode"] == "VALIDATION_ERROR"
-        assert "org_id" in r.json()["message"]
+        assert "orgId" in r.json()["message"]
 
 
 class TestLogin:
@@ -144,7 +144,7 @@ class TestLogin:
         user = await invite(client, admin, roles=["Admin"])
         r = await login(client, user["email"])
         assert r.status_code == 200
-        assert r.json()["must_change_password"] is True
+        assert r.json()["mustChangePassword"] is True
         temp = {"Authorization": f"Bearer {r.json()['token']}"}
 
         me = await client.get("/api/v1/auth/me", headers=temp)
@@ -175,7 +175,7 @@ class TestLogin:
 
         r = await client.post(
             "/api/v1/auth/password",
-            json={"current_password": PASSWORD, "new_password": "An0ther-Strong-pass"},
+            json={"currentPassword": PASSWORD, "newPassword": "An0ther-Strong-pass"},
             headers=temp,
         )
         assert r.status_code == 204
@@ -187,11 +187,11 @@ class TestLogin:
         ] is False
         r = await client.post(
             "/api/v1/auth/login",
-            json={"email": user["email"], "password": "An0ther-Strong-pass", "continue_here": True},
+            json={"email": user["email"], "password": "An0ther-Strong-pass", "continueHere": True},
             headers={"User-Agent": "pytest"},
         )
         assert r.status_code == 200
-        assert r.json()["must_change_password"] is False
+        assert r.json()["mustChangePassword"] is False
 
     async def test_temporary_password_user_can_sign_out(self, client: AsyncClient) -> None:
         admin = await signup(client)

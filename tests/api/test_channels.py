@@ -42,7 +42,7 @@ async def channel(
         json={
             "kind": kind,
             "name": extra.pop("name", f"{kind} {uuid.uuid4().hex[:6]}"),
-            "integration_id": integration_id,
+            "integrationId": integration_id,
             "sender": sender,
             **extra,
         },
@@ -86,11 +86,11 @@ class TestSenders:
             kind="email",
             integration_id=sendgrid,
             sender="Hello@Example.COM",
-            sender_name="Acme Support",
+            senderName="Acme Support",
         )
         assert r.status_code == 201, r.text
         assert r.json()["sender"] == "hello@example.com"
-        assert r.json()["sender_name"] == "Acme Support"
+        assert r.json()["senderName"] == "Acme Support"
         bad = await channel(client, admin, kind="email", integration_id=sendgrid, sender="nope")
         assert bad.status_code == 422
         assert bad.json()["errorCode"] == "INVALID_SENDER"

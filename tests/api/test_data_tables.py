@@ -56,7 +56,7 @@ async def post_csv(
     return await client.post(
         f"/api/v1/data-tables/{table_id}/{action}",
         content=data,
-        params={"formula_guard": str(formula_guard).lower()},
+        params={"formulaGuard": str(formula_guard).lower()},
         headers={**account.headers, **CSV_TYPE},
     )
 
@@ -86,9 +86,9 @@ async def all_rows(client: AsyncClient, account: Account, table_id: str) -> list
         assert r.status_code == 200, r.text
         page = r.json()
         rows += [x["data"] for x in page["data"]]
-        if page["next_after"] is None:
+        if page["nextAfter"] is None:
             return rows
-        after = page["next_after"]
+        after = page["nextAfter"]
 
 
 def stored_rows(settings: Settings, table_id: str) -> int:
@@ -133,9 +133,9 @@ async def expect_refused(
     assert r.status_code == status, r.text
     assert r.json()["errorCode"] == code, r.text
     after = await get_table(client, account, table["id"])
-    assert after["row_count"] == before["row_count"]
+    assert after["rowCount"] == before["rowCount"]
     assert after["columns"] == before["columns"]
-    assert stored_rows(settings, table["id"]) == before["row_count"]
+    assert stored_rows(settings, table["id"]) == before["rowCount"]
     return dict(r.json())
 
 
@@ -167,8 +167,8 @@ class TestTables:
         admin = await signup(client)
         p = await project(client, admin)
         table = await new_table(client, admin, project_id=p["id"])
-        assert table["columns"] == [] and table["row_count"] == 0
-        assert table["has_ingest_token"] is False
+        assert table["columns"] == [] and table["rowCount"] == 0
+        assert table["hasIngestToken"] is False
         listing = (
             await client.get(f"/api/v1/projects/{p['id']}/data-tables", headers=admin.headers)
         ).json()
@@ -207,7 +207,7 @@ class TestTables:
         r = await client.delete(f"/api/v1/data-tables/{table['id']}", headers=them.headers)
         assert r.status_code == 403 and r.json()["errorCode"] == "FORBIDDEN"
         assert "data_tables.delete" in r.json()["message"]
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 3
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 3
 
     async def test_reading_needs_projects_read_and_writing_projects_write(
         self, client: AsyncClient
@@ -225,7 +225,7 @@ class TestTables:
         assert r.status_code == 403
         r = await post_csv(client, agent, table["id"], contacts(2))
         assert r.status_code == 403
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 0
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 0
 
     async def test_deleting_a_table_deletes_its_rows(
         self, client: AsyncClient, settings: Settings
@@ -243,7 +243,7 @@ class TestTables:
         spinner = await make_spinner(
             client,
             admin,
-            project_id=table["project_id"],
+            project_id=table["projectId"],
             definition={"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]},
         )
         # No worker polls this module's task queues: the job stays queued, i.e. active.
@@ -254,7 +254,7 @@ class TestTables:
         assert r.status_code == 409
         assert r.json()["errorCode"] == "TABLE_IN_USE"
         assert "running job" in r.json()["message"]
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 2
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 2
 
     async def test_plan_limit_on_data_tables(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -284,7 +284,7 @@ class TestTables:
                 method, f"/api/v1/data-tables/{table['id']}{path}", headers=mine.headers, json={}
             )
             assert r.status_code == 404, (method, path, r.text)
-        assert (await get_table(client, theirs, table["id"]))["row_count"] == 2
+        assert (await get_table(client, theirs, table["id"]))["rowCount"] == 2
 
 
 class TestImport:
@@ -301,14 +301,14 @@ class TestImport:
         body = r.json()
         assert body["inserted"] == 3 and body["delimiter"] == ","
         assert body["table"]["columns"] == ["name", "phone", "email"]
-        assert body["table"]["row_count"] == 3
+        assert body["table"]["rowCount"] == 3
         rows = await all_rows(client, admin, table["id"])
         assert rows[0] == {"name": "Contact 0", "phone": "+14155550000", "email": "c0@example.com"}
 
     async def test_raw_text_csv_body(self, client: AsyncClient) -> None:
         admin = await signup(client)
         table = await imported(client, admin, contacts(4))
-        assert table["row_count"] == 4
+        assert table["rowCount"] == 4
         assert len(await all_rows(client, admin, table["id"])) == 4
 
     async def test_quoted_fields_with_newlines_quotes_and_delimiters(
@@ -366,7 +366,7 @@ class TestImport:
     async def test_crlf_files_and_blank_lines(self, client: AsyncClient) -> None:
         admin = await signup(client)
         table = await imported(client, admin, "a,b\r\n1,2\r\n\r\n,\r\n3,4\r\n\r\n")
-        assert table["row_count"] == 2
+        assert table["rowCount"] == 2
         assert await all_rows(client, admin, table["id"]) == [
             {"a": "1", "b": "2"},
             {"a": "3", "b": "4"},
@@ -383,7 +383,7 @@ class TestImport:
     ) -> None:
         admin = await signup(client)
         table = await imported(client, admin, contacts(4500))
-        assert table["row_count"] == 4500
+        assert table["rowCount"] == 4500
         assert stored_rows(settings, table["id"]) == 4500
         rows = await all_rows(client, admin, table["id"])
         assert rows[4499]["email"] == "c4499@example.com"
@@ -435,9 +435,9 @@ class TestImport:
             assert r.status_code == 422, r.text
             assert r.json()["errorCode"] == "MULTIPLE_FILES"
             after = await get_table(client, admin, target["id"])
-            assert after["row_count"] == target["row_count"]
+            assert after["rowCount"] == target["rowCount"]
             assert after["columns"] == target["columns"]
-            assert stored_rows(settings, target["id"]) == target["row_count"]
+            assert stored_rows(settings, target["id"]) == target["rowCount"]
 
     async def test_concurrent_imports_into_one_table_write_once(
         self, client: AsyncClient, settings: Settings
@@ -463,7 +463,7 @@ class TestAppend:
             action="append",
         )
         assert r.status_code == 200, r.text
-        assert r.json()["inserted"] == 1 and r.json()["table"]["row_count"] == 3
+        assert r.json()["inserted"] == 1 and r.json()["table"]["rowCount"] == 3
         assert r.json()["table"]["columns"] == ["name", "phone", "email"]
         rows = await all_rows(client, admin, table["id"])
         assert rows[2] == {"name": "Zed", "phone": "+1999", "email": "z@example.com"}
@@ -700,7 +700,7 @@ class TestBadInput:
                 assert r.status_code == 413
                 assert r.json()["errorCode"] == "PAYLOAD_TOO_LARGE"
                 assert pulled <= 20
-                assert (await get_table(c, admin, table["id"]))["row_count"] == 0
+                assert (await get_table(c, admin, table["id"]))["rowCount"] == 0
                 assert stored_rows(small, table["id"]) == 0
                 declared = await c.post(
                     f"/api/v1/data-tables/{table['id']}/import",
@@ -732,7 +732,7 @@ class TestBadInput:
         assert r.status_code >= 400
         assert stored_rows(settings, table["id"]) == 0
         after = await get_table(client, admin, table["id"])
-        assert after["row_count"] == 0 and after["columns"] == []
+        assert after["rowCount"] == 0 and after["columns"] == []
         r = await post_csv(client, admin, table["id"], contacts(2))
         assert r.status_code == 200, r.text
 
@@ -755,7 +755,7 @@ class TestBadInput:
             await wait_for_no_import(settings)
         assert stored_rows(settings, table["id"]) == 0
         after = await get_table(client, admin, table["id"])
-        assert after["row_count"] == 0 and after["columns"] == []
+        assert after["rowCount"] == 0 and after["columns"] == []
 
 
 async def wait_for_no_import(settings: Settings, timeout: float = 20) -> None:
@@ -781,14 +781,14 @@ class TestShowData:
         assert first["count"] == 120 and first["columns"] == ["name", "phone", "email"]
         assert len(first["data"]) == 50 and first["data"][0]["data"]["name"] == "Contact 0"
         second = (
-            await client.get(f"{url}?limit=50&after={first['next_after']}", headers=admin.headers)
+            await client.get(f"{url}?limit=50&after={first['nextAfter']}", headers=admin.headers)
         ).json()
         assert second["data"][0]["data"]["name"] == "Contact 50"
         third = (
-            await client.get(f"{url}?limit=50&after={second['next_after']}", headers=admin.headers)
+            await client.get(f"{url}?limit=50&after={second['nextAfter']}", headers=admin.headers)
         ).json()
-        assert len(third["data"]) == 20 and third["next_after"] is None
-        ids = [r["row_id"] for r in first["data"] + second["data"] + third["data"]]
+        assert len(third["data"]) == 20 and third["nextAfter"] is None
+        ids = [r["rowId"] for r in first["data"] + second["data"] + third["data"]]
         assert ids == sorted(set(ids))
 
     async def test_page_size_is_capped(self, client: AsyncClient) -> None:
@@ -799,7 +799,7 @@ class TestShowData:
                 f"/api/v1/data-tables/{table['id']}/rows?limit=100000", headers=admin.headers
             )
         ).json()
-        assert len(page["data"]) == 500 and page["next_after"] is not None
+        assert len(page["data"]) == 500 and page["nextAfter"] is not None
 
     async def test_empty_table(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -807,7 +807,7 @@ class TestShowData:
         page = (
             await client.get(f"/api/v1/data-tables/{table['id']}/rows", headers=admin.headers)
         ).json()
-        assert page == {"columns": [], "data": [], "count": 0, "next_after": None}
+        assert page == {"columns": [], "data": [], "count": 0, "nextAfter": None}
 
 
 class TestMetadataFields:
@@ -816,23 +816,23 @@ class TestMetadataFields:
         table = await imported(client, admin, contacts(2))
         r = await client.patch(
             f"/api/v1/data-tables/{table['id']}",
-            json={"metadata_fields": ["phone", "name", "phone"]},
+            json={"metadataFields": ["phone", "name", "phone"]},
             headers=admin.headers,
         )
-        assert r.status_code == 200 and r.json()["metadata_fields"] == ["phone", "name"]
-        assert (await get_table(client, admin, table["id"]))["metadata_fields"] == ["phone", "name"]
+        assert r.status_code == 200 and r.json()["metadataFields"] == ["phone", "name"]
+        assert (await get_table(client, admin, table["id"]))["metadataFields"] == ["phone", "name"]
 
     async def test_unknown_column_is_refused(self, client: AsyncClient) -> None:
         admin = await signup(client)
         table = await imported(client, admin, contacts(2))
         r = await client.patch(
             f"/api/v1/data-tables/{table['id']}",
-            json={"metadata_fields": ["name", "zipcode"]},
+            json={"metadataFields": ["name", "zipcode"]},
             headers=admin.headers,
         )
         assert r.status_code == 422 and r.json()["errorCode"] == "VALIDATION_ERROR"
         assert "'zipcode'" in r.json()["message"]
-        assert (await get_table(client, admin, table["id"]))["metadata_fields"] == []
+        assert (await get_table(client, admin, table["id"]))["metadataFields"] == []
 
     async def test_empty_selection_means_all_columns(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -842,7 +842,7 @@ class TestMetadataFields:
         spinner = await make_spinner(
             client,
             admin,
-            project_id=table["project_id"],
+            project_id=table["projectId"],
             definition={"steps": [{"id": "say", "type": "log", "message": "{{email}} {{phone}}"}]},
             publish=False,
         )
@@ -858,11 +858,11 @@ class TestMetadataFields:
             }
 
         assert await unknown_fields() == set()  # nothing chosen yet: every column
-        r = await client.patch(url, json={"metadata_fields": ["name"]}, headers=admin.headers)
+        r = await client.patch(url, json={"metadataFields": ["name"]}, headers=admin.headers)
         assert r.status_code == 200
         assert await unknown_fields() == {"email", "phone"}
-        r = await client.patch(url, json={"metadata_fields": []}, headers=admin.headers)
-        assert r.status_code == 200 and r.json()["metadata_fields"] == []
+        r = await client.patch(url, json={"metadataFields": []}, headers=admin.headers)
+        assert r.status_code == 200 and r.json()["metadataFields"] == []
         assert await unknown_fields() == set()
 
     async def test_before_an_import_no_field_exists(self, client: AsyncClient) -> None:
@@ -870,7 +870,7 @@ class TestMetadataFields:
         table = await new_table(client, admin)
         r = await client.patch(
             f"/api/v1/data-tables/{table['id']}",
-            json={"metadata_fields": ["name"]},
+            json={"metadataFields": ["name"]},
             headers=admin.headers,
         )
         assert r.status_code == 422 and "import a CSV first" in r.json()["message"]
@@ -967,7 +967,7 @@ class TestExport:
         table = await new_table(client, admin)
         r = await post_csv(client, admin, table["id"], body.getvalue(), formula_guard=False)
         assert r.status_code == 200, r.text
-        flag = {"formula_guard": str(guarded).lower()}
+        flag = {"formulaGuard": str(guarded).lower()}
         r = await client.get(
             f"/api/v1/data-tables/{table['id']}/export", params=flag, headers=admin.headers
         )

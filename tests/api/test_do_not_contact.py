@@ -50,7 +50,7 @@ class TestApi:
             page = (await client.get(DNC, params=params, headers=admin.headers)).json()
             seen += [x["address"] for x in page["data"]]
             assert page["count"] == 5
-            before = page["next_before"]
+            before = page["nextBefore"]
             if before is None:
                 break
         assert seen == [f"p{i}@example.com" for i in reversed(range(5))]
@@ -79,7 +79,7 @@ class TestApi:
     ) -> None:
         admin = await signup(client)
         await client.post(DNC, json={"address": "a@example.com"}, headers=admin.headers)
-        for body in ({"address": "not@"}, {}, {"address": "a@example.com", "org_id": "x"}):
+        for body in ({"address": "not@"}, {}, {"address": "a@example.com", "orgId": "x"}):
             r = await client.post(f"{DNC}/remove", json=body, headers=admin.headers)
             assert (r.status_code, r.json()["errorCode"]) == (422, "VALIDATION_ERROR"), body
         assert (await client.get(DNC, headers=admin.headers)).json()["count"] == 1

@@ -38,13 +38,13 @@ class TestNulCharacter:
         r = await client.post(
             "/api/v1/auth/signup",
             json={
-                "full_name": NUL,
-                "organization_name": "Acme",
+                "fullName": NUL,
+                "organizationName": "Acme",
                 "email": "nul-signup@example.com",
                 "password": "Correct-Horse-9-battery",
             },
         )
-        refused(r, "full_name")
+        refused(r, "fullName")
         assert "NUL" in r.json()["message"]
 
     async def test_names_of_projects_tables_spinners_roles(self, client: AsyncClient) -> None:

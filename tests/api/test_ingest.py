@@ -44,14 +44,14 @@ class TestIngestWebhook:
         token = r.json()["token"]
         assert token.startswith("cxw_") and r.json()["url"].endswith(f"/ingest/{token}")
         shown = await get_table(client, admin, table["id"])
-        assert shown["has_ingest_token"] is True and token not in str(shown)
+        assert shown["hasIngestToken"] is True and token not in str(shown)
         r = await client.post(
             f"/api/v1/public/data-tables/ingest/{token}",
             json={"records": [record(1), record(2)]},
         )
         assert r.status_code == 200, r.text
         assert r.json() == {"ok": True, "inserted": 2}
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 3
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 3
         assert (await all_rows(client, admin, table["id"]))[1:] == [record(1), record(2)]
 
     async def test_token_is_stored_hashed(self, client: AsyncClient, settings: Settings) -> None:
@@ -83,7 +83,7 @@ class TestIngestWebhook:
         )
         assert r.status_code == 204
         assert (await client.post(url, json={"records": [record()]})).status_code == 404
-        assert (await get_table(client, admin, table["id"]))["has_ingest_token"] is False
+        assert (await get_table(client, admin, table["id"]))["hasIngestToken"] is False
 
     async def test_unknown_token(self, client: AsyncClient) -> None:
         for token in ("cxw_nope", "nope"):
@@ -164,7 +164,7 @@ class TestIngestWebhook:
             url, json={"records": [{"name": "Cy", "amount": 1, "vip": True, "note": {"a": 1}}]}
         )
         assert r.status_code == 422 and "records[0].note" in r.json()["message"]
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 2
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 2
 
     async def test_numbers_keep_their_json_text(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -268,7 +268,7 @@ class TestKeyIngest:
             KEY_INGEST, json={"dataTableId": table["id"], "records": [record()]}, headers=headers
         )
         assert r.status_code == 403
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 1
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 1
 
     async def test_session_token_is_not_a_key(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -288,7 +288,7 @@ class TestKeyIngest:
             KEY_INGEST, json={"dataTableId": table["id"], "records": [record()]}, headers=headers
         )
         assert r.status_code == 404
-        assert (await get_table(client, theirs, table["id"]))["row_count"] == 1
+        assert (await get_table(client, theirs, table["id"]))["rowCount"] == 1
 
     async def test_body_needs_the_table_id(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -333,7 +333,7 @@ class TestIdempotency:
                 url, json={"records": [record()]}, headers={"Idempotency-Key": "shared"}
             )
             assert r.json() == {"ok": True, "inserted": 1}
-            assert (await get_table(client, account, table["id"]))["row_count"] == 2
+            assert (await get_table(client, account, table["id"]))["rowCount"] == 2
 
     async def test_failed_request_does_not_use_up_the_key(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -363,7 +363,7 @@ class TestIdempotency:
             url, json={"records": [record(2)]}, headers={"Idempotency-Key": "old"}
         )
         assert r.json() == {"ok": True, "inserted": 1}
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 4
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 4
         with psycopg.connect(libpq_url(settings.database_url)) as conn:
             keys = conn.execute(
                 "SELECT key FROM ingest_idempotency WHERE org_id = %s", (admin.org_id,)

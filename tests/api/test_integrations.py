@@ -72,8 +72,8 @@ class TestCreate:
             "base_url": "https://llm.example.com/v1",
             "default_model": "gpt-4.1-mini",
         }
-        assert body["credential_fields"] == ["api_key"]
-        assert body["is_mock"] is False
+        assert body["credentialFields"] == ["api_key"]
+        assert body["isMock"] is False
         assert key not in r.text
         got = await client.get(f"{INTEGRATIONS}/{body['id']}", headers=admin.headers)
         listing = await client.get(INTEGRATIONS, headers=admin.headers)
@@ -105,9 +105,9 @@ class TestCreate:
         admin = await signup(client)
         r = await create(client, admin, kind="mock")
         assert r.status_code == 201, r.text
-        assert r.json()["is_mock"] is True
+        assert r.json()["isMock"] is True
         assert "mock" in r.json()["label"].lower()
-        assert r.json()["credential_fields"] == []
+        assert r.json()["credentialFields"] == []
         refused = await create(client, admin, kind="mock", credentials={"api_key": "x"})
         assert refused.status_code == 422
 
@@ -214,7 +214,7 @@ class TestUpdateAndDelete:
             json={
                 "kind": "sms",
                 "name": "Support SMS",
-                "integration_id": twilio["id"],
+                "integrationId": twilio["id"],
                 "sender": "+14155550100",
             },
             headers=admin.headers,

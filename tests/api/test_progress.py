@@ -105,8 +105,8 @@ class TestProgressFromPostgres:
         assert (body["total"], body["done"], body["pending"]) == (10, 10, 0)
         assert (body["completed"], body["failed"], body["cancelled"]) == (7, 2, 1)
         # Ten records over the job's ten seconds; nothing is left to estimate.
-        assert body["rate_per_s"] == pytest.approx(1.0, rel=0.05)
-        assert body["eta_s"] is None
+        assert body["ratePerS"] == pytest.approx(1.0, rel=0.05)
+        assert body["etaS"] is None
 
     async def test_running_job_matches_its_records_and_follows_them(
         self, client: AsyncClient, app: FastAPI
@@ -122,8 +122,8 @@ class TestProgressFromPostgres:
         assert body["phase"] == "running" and body["paused"] is False
         assert (body["pending"], body["active"], body["waiting"]) == (3, 2, 1)
         assert (body["completed"], body["started"], body["total"]) == (4, 7, 10)
-        assert body["rate_per_s"] == pytest.approx(0.2, rel=0.1)  # 4 done in 20 s
-        assert body["eta_s"] == pytest.approx(30, rel=0.1)  # 6 left at that pace
+        assert body["ratePerS"] == pytest.approx(0.2, rel=0.1)  # 4 done in 20 s
+        assert body["etaS"] == pytest.approx(30, rel=0.1)  # 6 left at that pace
         job = (await client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers)).json()
         assert job["counts"]["completed"] == body["completed"]
 
@@ -212,7 +212,7 @@ class TestSharedPoll:
         for events in streams:
             assert events[-1]["phase"] == "ended"
             assert events[-1]["completed"] == 10 and events[-1]["active"] == 0
-            assert all(e["job_id"] == job_id for e in events)
+            assert all(e["jobId"] == job_id for e in events)
 
     async def test_poller_stops_when_the_last_viewer_leaves(
         self, client: AsyncClient, app: FastAPI, live_url: str

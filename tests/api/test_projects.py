@@ -55,7 +55,7 @@ class TestProjects:
         # Another organization's id: accepting it would plant the project in the victim's org.
         r = await client.post(
             "/api/v1/projects",
-            json={"name": "planted", "type": "outreach", "org_id": victim.org_id},
+            json={"name": "planted", "type": "outreach", "orgId": victim.org_id},
             headers=admin.headers,
         )
         assert r.status_code == 422

@@ -9,7 +9,7 @@ class TestSystemRoles:
     async def test_three_read_only_system_roles(self, client: AsyncClient) -> None:
         admin = await signup(client)
         roles = (await client.get("/api/v1/roles", headers=admin.headers)).json()["data"]
-        assert {r["name"] for r in roles if r["is_system"]} == {"Admin", "Supervisor", "Agent"}
+        assert {r["name"] for r in roles if r["isSystem"]} == {"Admin", "Supervisor", "Agent"}
         admin_role = await role_id(client, admin, "Admin")
         r = await client.patch(
             f"/api/v1/roles/{admin_role}", json={"name": "Boss"}, headers=admin.headers
@@ -32,7 +32,7 @@ class TestCustomRoles:
         )
         assert r.status_code == 201
         custom = r.json()
-        assert custom["extends_id"] == agent_role
+        assert custom["extendsId"] == agent_role
         assert "dialler.agent" in custom["permissions"]
         r = await client.patch(
             f"/api/v1/roles/{custom['id']}",

@@ -73,7 +73,7 @@ async def _seed(settings: Settings) -> dict[str, Any]:
             spinner = await make_spinner(client, admin, project_id=p["id"], definition=TAG_ONLY)
             r = await client.post(
                 f"/api/v1/spinners/{spinner['id']}/run",
-                json={"table_id": table["id"]},
+                json={"tableId": table["id"]},
                 headers=admin.headers,
             )
             assert r.status_code == 201, r.text
@@ -82,7 +82,7 @@ async def _seed(settings: Settings) -> dict[str, Any]:
             records = await client.get(f"/api/v1/jobs/{job_id}/records", headers=admin.headers)
             r = await client.post(
                 f"/api/v1/spinners/{spinner['id']}/schedules",
-                json={"table_id": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+                json={"tableId": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
                 headers=admin.headers,
             )
             assert r.status_code == 201, r.text

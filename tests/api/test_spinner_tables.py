@@ -43,18 +43,18 @@ class TestRecordSpinnerVersion:
         assert r.status_code == 201 and r.json()["version"] == 2, r.text
         second = await run_now(client, admin, spinner, table)
 
-        assert [r["spinner_version"] for r in await records(client, admin, f"jobs/{first}")] == [
+        assert [r["spinnerVersion"] for r in await records(client, admin, f"jobs/{first}")] == [
             1,
             1,
         ]
-        assert [r["spinner_version"] for r in await records(client, admin, f"jobs/{second}")] == [
+        assert [r["spinnerVersion"] for r in await records(client, admin, f"jobs/{second}")] == [
             2,
             2,
         ]
         listed = await records(client, admin, f"projects/{p['id']}")
-        assert sorted(r["spinner_version"] for r in listed) == [1, 1, 2, 2]
+        assert sorted(r["spinnerVersion"] for r in listed) == [1, 1, 2, 2]
         detail = await client.get(f"/api/v1/records/{listed[0]['id']}", headers=admin.headers)
-        assert detail.json()["spinner_version"] == 1
+        assert detail.json()["spinnerVersion"] == 1
 
 
 class TestTemplateFieldsPerTable:
@@ -79,7 +79,7 @@ class TestTemplateFieldsPerTable:
 
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": contacts["id"]},
+            json={"tableId": contacts["id"]},
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text
@@ -88,7 +88,7 @@ class TestTemplateFieldsPerTable:
         ]
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": plans["id"]},
+            json={"tableId": plans["id"]},
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text
@@ -100,7 +100,7 @@ class TestTemplateFieldsPerTable:
         spinner = await make_spinner(client, admin, project_id=project_id, definition=uses("plan"))
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/schedules",
-            json={"table_id": contacts["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+            json={"tableId": contacts["id"], "cron": "0 2 * * *", "timezone": "UTC"},
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text

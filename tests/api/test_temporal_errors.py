@@ -43,7 +43,7 @@ async def create_schedule(
 ) -> dict[str, Any]:
     r = await client.post(
         f"/api/v1/spinners/{spinner['id']}/schedules",
-        json={"table_id": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+        json={"tableId": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
@@ -81,7 +81,7 @@ class TestTemporalUnavailable:
         admin, spinner, table = await spinner_and_table(client)
         r = await down_client.post(
             f"/api/v1/spinners/{spinner['id']}/schedules",
-            json={"table_id": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+            json={"tableId": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
             headers=admin.headers,
         )
         assert r.status_code == 503, r.text

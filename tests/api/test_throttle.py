@@ -60,7 +60,7 @@ async def new_account(app: FastAPI) -> Account:
 
 async def sign_in(client: AsyncClient, email: str, password: str = PASSWORD) -> Response:
     return await client.post(
-        LOGIN, json={"email": email, "password": password, "continue_here": True}
+        LOGIN, json={"email": email, "password": password, "continueHere": True}
     )
 
 
@@ -161,8 +161,8 @@ class TestSignUp:
             r = await c.post(
                 "/api/v1/auth/signup",
                 json={
-                    "full_name": "Rae Refused",
-                    "organization_name": "Refused Org",
+                    "fullName": "Rae Refused",
+                    "organizationName": "Refused Org",
                     "email": refused_email,
                     "password": PASSWORD,
                 },
@@ -185,7 +185,7 @@ class TestPublicRoutes:
                 assert (await c.post(url, json=one)).status_code == 200
             r = await c.post(url, json=one)
             assert 0 < retry_after(r) <= 60
-            assert (await get_table(c, admin, table["id"]))["row_count"] == 1 + TRIAL_LIMIT
+            assert (await get_table(c, admin, table["id"]))["rowCount"] == 1 + TRIAL_LIMIT
             # Per token: another table's webhook is not affected.
             other = await imported(c, admin, "name,phone\nBea,+14155550102\n", name="other")
             assert (await c.post(await webhook(c, admin, other["id"]), json=one)).status_code == 200
@@ -206,12 +206,12 @@ class TestPublicRoutes:
             for _ in range(TRIAL_LIMIT):
                 assert (await c.post(KEY_INGEST, json=one, headers=key)).status_code == 200
             assert 0 < retry_after(await c.post(KEY_INGEST, json=one, headers=key)) <= 60
-            assert (await get_table(c, admin, table["id"]))["row_count"] == 1 + TRIAL_LIMIT
+            assert (await get_table(c, admin, table["id"]))["rowCount"] == 1 + TRIAL_LIMIT
 
             spinner = await make_spinner(
                 c,
                 admin,
-                project_id=table["project_id"],
+                project_id=table["projectId"],
                 definition={"steps": [{"id": "t", "type": "tag", "disposition": "ok"}]},
             )
             r = await c.post(
@@ -220,11 +220,9 @@ class TestPublicRoutes:
                 headers=key,
             )
             retry_after(r)
-            jobs = await c.get(
-                f"/api/v1/projects/{table['project_id']}/jobs", headers=admin.headers
-            )
+            jobs = await c.get(f"/api/v1/projects/{table['projectId']}/jobs", headers=admin.headers)
             assert jobs.json()["count"] == 0
-            assert (await get_table(c, admin, table["id"]))["row_count"] == 1 + TRIAL_LIMIT
+            assert (await get_table(c, admin, table["id"]))["rowCount"] == 1 + TRIAL_LIMIT
 
             # The limit is the plan's: on pro the same key may go on in the same window.
             with psycopg.connect(libpq_url(settings.database_url)) as conn:

@@ -37,7 +37,7 @@ class TestUsage:
         assert meter(body, "users")["used"] == 1
         jobs = meter(body, "jobs")
         assert jobs["monthly"] is True and jobs["used"] == 0 and jobs["limit"] == 500
-        resets = datetime.fromisoformat(body["resets_at"])
+        resets = datetime.fromisoformat(body["resetsAt"])
         assert resets > datetime.now(UTC) and resets.day == 1 and resets.hour == 0
 
     async def test_needs_billing_read(self, client: AsyncClient) -> None:

@@ -20,7 +20,7 @@ class TestInvite:
         assert row["presence"] == "online"
         assert row["device"] == "pytest"
         assert row["ip"] == "203.0.113.10"
-        assert row["last_active_at"]
+        assert row["lastActiveAt"]
 
     async def test_duplicate_email_rejected(self, client: AsyncClient) -> None:
         admin = await signup(client)
@@ -28,10 +28,10 @@ class TestInvite:
         r = await client.post(
             "/api/v1/users",
             json={
-                "full_name": "Again",
+                "fullName": "Again",
                 "email": user["email"],
-                "temporary_password": PASSWORD,
-                "role_ids": [await role_id(client, admin, "Agent")],
+                "temporaryPassword": PASSWORD,
+                "roleIds": [await role_id(client, admin, "Agent")],
             },
             headers=admin.headers,
         )
@@ -45,10 +45,10 @@ class TestInvite:
         r = await client.post(
             "/api/v1/users",
             json={
-                "full_name": "Sixth",
+                "fullName": "Sixth",
                 "email": "sixth-user@example.com",
-                "temporary_password": PASSWORD,
-                "role_ids": [await role_id(client, admin, "Agent")],
+                "temporaryPassword": PASSWORD,
+                "roleIds": [await role_id(client, admin, "Agent")],
             },
             headers=admin.headers,
         )
@@ -83,7 +83,7 @@ class TestDisable:
         admin = await signup(client)
         r = await client.patch(
             f"/api/v1/users/{admin.user_id}",
-            json={"role_ids": [await role_id(client, admin, "Agent")]},
+            json={"roleIds": [await role_id(client, admin, "Agent")]},
             headers=admin.headers,
         )
         assert r.status_code == 409
@@ -111,7 +111,7 @@ class TestPermissions:
         ).status_code == 403
         r = await client.patch(
             f"/api/v1/users/{user['id']}",
-            json={"role_ids": [await role_id(client, admin, "Supervisor")]},
+            json={"roleIds": [await role_id(client, admin, "Supervisor")]},
             headers=admin.headers,
         )
         assert r.status_code == 200

@@ -54,9 +54,9 @@ class TestSecrets:
         row = listing.json()["data"][0]
         assert row["name"] == "crm_token"
         assert row["version"] == 1
-        assert row["updated_by"] == admin.user_id
-        assert row["updated_at"] is not None
-        assert set(row) == {"name", "version", "updated_at", "updated_by"}
+        assert row["updatedBy"] == admin.user_id
+        assert row["updatedAt"] is not None
+        assert set(row) == {"name", "version", "updatedAt", "updatedBy"}
         assert value not in listing.text
         assert value not in r.text
 
@@ -136,7 +136,7 @@ class TestAudit:
             ("update", 2),
             ("create", 1),
         ]
-        assert {x["user_id"] for x in rows} == {admin.user_id}
+        assert {x["userId"] for x in rows} == {admin.user_id}
         assert "first-value" not in r.text and "second-value" not in r.text
         assert all("value" not in x for x in rows)
 
@@ -146,7 +146,7 @@ class TestAudit:
         keeper = await member_with(client, admin, permissions=["vault.read", "vault.write"])
         assert (await put(client, keeper, "token", "b")).status_code == 200
         row = (await client.get(SECRETS, headers=admin.headers)).json()["data"][0]
-        assert row["updated_by"] == keeper.user_id
+        assert row["updatedBy"] == keeper.user_id
 
 
 class TestPermissions:

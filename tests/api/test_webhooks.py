@@ -272,7 +272,7 @@ class TestSandbox:
         assert sent_id(database_url, rec["id"]).startswith("sandbox-")
         secret = await callback_secret(client, admin)
         r = await post_signed(
-            client, signed_callback(secret, rec["callback_url"], {"reply": "yes from sandbox"})
+            client, signed_callback(secret, rec["callbackUrl"], {"reply": "yes from sandbox"})
         )
         assert r.status_code == 200, r.text
         assert (await wait_job(client, admin, job))["status"] == "completed"

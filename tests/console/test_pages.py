@@ -255,7 +255,7 @@ class TestAdminPages:
         role = await api_json(client, role_url.removeprefix("/admin"))
         assert role["name"] == "Helpers"
         assert role["permissions"] == ["projects.read", "spinners.read"]
-        assert role["extends_id"] == agent["id"]
+        assert role["extendsId"] == agent["id"]
         # A taken name is shown on the form, not as an error page.
         r = await submit(client, role_url, role_url, {"name": "Agent"})
         assert r.status_code == 409
@@ -281,7 +281,7 @@ class TestAdminPages:
         assert key["prefix"] in again.text
         r = await submit(client, "/admin/api-keys", f"/admin/api-keys/{key['id']}/revoke", {})
         assert r.status_code == 303
-        assert (await api_json(client, "/api-keys"))["data"][0]["revoked_at"] is not None
+        assert (await api_json(client, "/api-keys"))["data"][0]["revokedAt"] is not None
         # No scope chosen: the API's validation answer is shown on the form.
         r = await submit(client, "/admin/api-keys", "/admin/api-keys", {"name": "none"})
         assert r.status_code == 422
@@ -326,7 +326,7 @@ class TestAdminPages:
         form = {
             "kind": "sms",
             "name": "Texts",
-            "integration_id": twilio["id"],
+            "integrationId": twilio["id"],
             "sender": "+1 415 555 0100",
             "sandbox": "true",
         }
@@ -423,7 +423,7 @@ class TestSpinnerAndTablePages:
         url = f"/spinners/{spinner['id']}"
         page = await client.get(url)
         assert SCRIPT not in page.text
-        form = {"table_id": table["id"], "cron": "0 9 * * *", "timezone": "Europe/Paris"}
+        form = {"tableId": table["id"], "cron": "0 9 * * *", "timezone": "Europe/Paris"}
         r = await submit(client, url, f"{url}/schedules", {**form, "cron": "every day"})
         assert r.status_code == 422
         assert "five fields" in r.text and 'id="schedule-error"' in r.text
@@ -433,7 +433,7 @@ class TestSpinnerAndTablePages:
         assert sched["cron"] == "0 9 * * *" and sched["timezone"] == "Europe/Paris"
         page = await client.get(url)
         assert "Europe/Paris" in page.text
-        first_run = sched["next_runs"][0]
+        first_run = sched["nextRuns"][0]
         assert f'<time datetime="{first_run}">' in page.text
         for action, paused in (("pause", True), ("resume", False)):
             r = await submit(client, url, f"{url}/schedules/{sched['id']}/{action}", {})
@@ -457,19 +457,19 @@ class TestSpinnerAndTablePages:
         )
         url = f"/spinners/{parent['id']}"
         form = {
-            "child_spinner_id": child["id"],
+            "childSpinnerId": child["id"],
             "kind": "retry",
             "condition": 'disposition == "Retry"',
             "delay": "15m",
-            "max_attempts": "2",
+            "maxAttempts": "2",
         }
-        r = await submit(client, url, f"{url}/links", {**form, "child_spinner_id": draft["id"]})
+        r = await submit(client, url, f"{url}/links", {**form, "childSpinnerId": draft["id"]})
         assert r.status_code == 422
         assert "no published version" in r.text
         r = await submit(client, url, f"{url}/links", form)
         assert r.status_code == 303, r.text
         link = (await api_json(client, f"/spinners/{parent['id']}/links"))["data"][0]
-        assert link["child_spinner_id"] == child["id"] and link["max_attempts"] == 2
+        assert link["childSpinnerId"] == child["id"] and link["maxAttempts"] == 2
         page = await client.get(url)
         assert "Retry &lt;b&gt;me&lt;/b&gt;" in page.text and "<b>me</b>" not in page.text
         r = await submit(client, url, f"{url}/links/{link['id']}/delete", {})

@@ -110,7 +110,7 @@ class TestProjectsAndTables:
         csv_text = "name,phone\n" + "".join(f"C{i},+1415555{i:04d}\n" for i in range(7))
         table = await make_table(client, admin, project_id=made["id"], csv_text=csv_text)
         code, out, _ = await cx("tables", "list", "-p", "Leads", "--json", env=env)
-        assert code == 0 and [t["row_count"] for t in json.loads(out)] == [7]
+        assert code == 0 and [t["rowCount"] for t in json.loads(out)] == [7]
         code, out, err = await cx("tables", "rows", "-t", table["id"], "--limit", "5", env=env)
         assert code == 0, err
         assert "C4" in out and "C5" not in out and "5 of 7 rows; next page: --after" in out
@@ -120,14 +120,14 @@ class TestProjectsAndTables:
         )
         page = json.loads(out)
         assert [r["data"]["name"] for r in page["data"]] == ["C5", "C6"]
-        assert page["next_after"] is None
+        assert page["nextAfter"] is None
 
         code, out, err = await cx("tables", "fields", "-t", table["id"], "--set", "phone", env=env)
         assert code == 0, err
         r = await client.get(f"/api/v1/data-tables/{table['id']}", headers=admin.headers)
-        assert r.json()["metadata_fields"] == ["phone"]
+        assert r.json()["metadataFields"] == ["phone"]
         code, out, _ = await cx("tables", "fields", "-t", table["id"], "--json", env=env)
-        assert json.loads(out) == {"metadata_fields": ["phone"]}
+        assert json.loads(out) == {"metadataFields": ["phone"]}
         code, out, err = await cx("tables", "fields", "-t", table["id"], "--set", "nope", env=env)
         assert code == 1 and "'nope'" in err and len(err.strip().splitlines()) == 1
 
@@ -147,7 +147,7 @@ class TestApiKeys:
         code, out, _ = await cx("api-keys", "revoke", made["id"], env=env)
         assert code == 0 and "revoked" in out
         code, out, _ = await cx("api-keys", "list", "--json", env=env)
-        assert json.loads(out)[0]["revoked_at"] is not None
+        assert json.loads(out)[0]["revokedAt"] is not None
         trigger = await client.post(
             "/api/v1/public/trigger/00000000-0000-0000-0000-000000000000",
             headers={"Authorization": f"Bearer {made['secret']}"},
@@ -179,11 +179,11 @@ class TestCallbackSecret:
         assert "whsec_" not in out
         code, out, _ = await cx("callbacks", "secret", "--json", env=env)
         status = json.loads(out)
-        assert status["version"] == 2 and status["previous_valid_until"] and "secret" not in status
+        assert status["version"] == 2 and status["previousValidUntil"] and "secret" not in status
         code, third, err = await cx("callbacks", "rotate-secret", "--immediate", env=env)
         assert code == 0 and "version 3" in err and "previous" not in err
         code, out, _ = await cx("callbacks", "secret", "--json", env=env)
-        assert json.loads(out)["previous_valid_until"] is None
+        assert json.loads(out)["previousValidUntil"] is None
         # That the printed secret is the one the API verifies with is shown end to end by
         # tests/test_examples.py: the CRM stub signs with it and every callback is accepted.
 

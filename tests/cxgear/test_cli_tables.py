@@ -57,7 +57,7 @@ class TestImportCommand:
         listing = (
             await client.get(f"/api/v1/projects/{p['id']}/data-tables", headers=admin.headers)
         ).json()["data"]
-        assert [(t["name"], t["row_count"]) for t in listing] == [("leads", 3000)]
+        assert [(t["name"], t["rowCount"]) for t in listing] == [("leads", 3000)]
         rows = await all_rows(client, admin, listing[0]["id"])
         assert rows[2999] == {
             "name": "Contact 2999",
@@ -104,7 +104,7 @@ class TestImportCommand:
         table = (
             await client.get(f"/api/v1/projects/{p['id']}/data-tables", headers=admin.headers)
         ).json()["data"][0]
-        assert (await get_table(client, admin, table["id"]))["row_count"] == 0
+        assert (await get_table(client, admin, table["id"]))["rowCount"] == 0
         assert stored_rows(settings, table["id"]) == 0
 
     async def test_unknown_project_and_missing_token(

@@ -181,8 +181,8 @@ async def run_the_job(client: httpx.AsyncClient) -> str:
     r = await client.post(
         "/api/v1/auth/signup",
         json={
-            "full_name": "Ada Again",
-            "organization_name": "Org again",
+            "fullName": "Ada Again",
+            "organizationName": "Org again",
             "email": CANARY_EMAIL,
             "password": PASSWORD,
         },

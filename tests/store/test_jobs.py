@@ -87,7 +87,7 @@ class TestRunNow:
         assert await meters(db, admin) == (JOBS, 6)
         over = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         refused(over, f"{JOBS} jobs")
@@ -99,7 +99,7 @@ class TestRunNow:
         await spent(db, admin, Meter.records_spun, RECORDS - 2)  # 2 left, 3 rows to run
         over = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         refused(over, f"{RECORDS} records spun")
@@ -115,7 +115,7 @@ class TestPublicTrigger:
         admin, p, table = await setup(client, 5)
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=TAG)
         headers = {"Authorization": f"Bearer {await api_key(client, admin, scopes=['trigger'])}"}
-        rows = [r["row_id"] for r in (await records_of_table(client, admin, table["id"]))[:2]]
+        rows = [r["rowId"] for r in (await records_of_table(client, admin, table["id"]))[:2]]
 
         async def trigger() -> Any:
             return await client.post(
@@ -170,7 +170,7 @@ class TestSchedule:
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=TAG)
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/schedules",
-            json={"table_id": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+            json={"tableId": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text
@@ -213,10 +213,10 @@ class TestSchedule:
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/schedules",
             json={
-                "table_id": table["id"],
+                "tableId": table["id"],
                 "cron": "0 2 * * *",
                 "timezone": "UTC",
-                "only_new": True,
+                "onlyNew": True,
             },
             headers=admin.headers,
         )
@@ -260,7 +260,7 @@ class TestSupportingJob:
         )
         # The parent's job and record, then the supporting job and its child record.
         assert await meters(db, admin) == (2, 2)
-        support = await wait_job(client, admin, done["children"][0]["job_id"])
+        support = await wait_job(client, admin, done["children"][0]["jobId"])
         assert support["status"] == "completed" and support["trigger"] == "retry"
 
         # The parent's run takes the month's last job: its retry child's job is refused.

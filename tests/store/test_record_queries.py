@@ -218,23 +218,23 @@ class TestRecordQueriesOnAMillionRecords:
             return dict(r.json())
 
         whole = await page(f"jobs/{jobs['big']}/records?limit=3")
-        assert (whole["count"], whole["count_estimated"]) == (BIG_JOB_END - SMALL_JOB, False)
-        assert [r["row_id"] for r in whole["data"]] == [5001, 5002, 5003]
+        assert (whole["count"], whole["countEstimated"]) == (BIG_JOB_END - SMALL_JOB, False)
+        assert [r["rowId"] for r in whole["data"]] == [5001, 5002, 5003]
         # Rows 50, 100, … 5,000 of the small job: counted exactly under the cap.
         retry = await page(f"jobs/{jobs['small']}/records?disposition=Retry&limit=500")
-        assert (retry["count"], retry["count_estimated"]) == (100, False)
-        assert len(retry["data"]) == 100 and retry["next_after"] is None
+        assert (retry["count"], retry["countEstimated"]) == (100, False)
+        assert len(retry["data"]) == 100 and retry["nextAfter"] is None
         # Past the cap the planner's figure, flagged: the true count is 577,405.
         completed = await page(f"projects/{million['project_a']}/records?status=completed")
-        assert completed["count_estimated"] is True
+        assert completed["countEstimated"] is True
         assert 400_000 < completed["count"] < 800_000
         later = await page(
             f"projects/{million['project_a']}/records?status=completed"
-            f"&after={completed['next_after']}"
+            f"&after={completed['nextAfter']}"
         )
-        assert later["count"] is None and later["data"][0]["id"] > completed["next_after"]
+        assert later["count"] is None and later["data"][0]["id"] > completed["nextAfter"]
         found = await page(f"projects/{million['project_a']}/records?q=Contact 424242")
-        assert [r["row_id"] for r in found["data"]] == [424242]
+        assert [r["rowId"] for r in found["data"]] == [424242]
         short = await client_module.get(
             f"/api/v1/projects/{million['project_a']}/records?q=Co", headers=headers
         )

@@ -189,7 +189,7 @@ class Rec:
 
     async def callback_url(self, record_id: int) -> str:
         r = await self.api.get(f"/api/v1/records/{record_id}", headers=self.admin.headers)
-        url: str = r.json()["callback_url"]
+        url: str = r.json()["callbackUrl"]
         return url
 
     async def callback(self, record_id: int, body: dict[str, Any]) -> None:
@@ -372,7 +372,7 @@ async def wait_kinds(r: Rec) -> None:
     await r.skip_time(record_workflow_id(rid))
     await r.wait_job(job)
     record = await r.record(rid)
-    assert (record["status"], record["failed_step"]) == ("failed", "broken"), record
+    assert (record["status"], record["failedStep"]) == ("failed", "broken"), record
     await save(r.temporal, record_workflow_id(rid), "record_wait_kinds")
 
 
@@ -439,7 +439,7 @@ async def callback_and_children(r: Rec) -> None:
     waits = await r.spinner(callback_spinner())
     await r.post(
         f"/spinners/{waits['id']}/links",
-        {"child_spinner_id": child["id"], "kind": "callback", "event": "escalate"},
+        {"childSpinnerId": child["id"], "kind": "callback", "event": "escalate"},
     )
     job = await run_now(r.api, r.admin, waits, table)
     await r.wait_job(job, "waiting")
@@ -463,11 +463,11 @@ async def callback_and_children(r: Rec) -> None:
     await r.post(
         f"/spinners/{parent['id']}/links",
         {
-            "child_spinner_id": child["id"],
+            "childSpinnerId": child["id"],
             "kind": "retry",
             "condition": 'disposition == "Retry"',
             "delay": "1s",
-            "max_attempts": 1,
+            "maxAttempts": 1,
         },
     )
     job = await run_now(r.api, r.admin, parent, table)
@@ -499,10 +499,10 @@ async def failure_and_redrive(r: Rec) -> None:
     await r.post(
         f"/spinners/{failing['id']}/links",
         {
-            "child_spinner_id": child["id"],
+            "childSpinnerId": child["id"],
             "kind": "retry",
             "condition": 'context.status == "failed"',
-            "max_attempts": 1,
+            "maxAttempts": 1,
         },
     )
     table = await r.table(contacts_csv(1))
@@ -588,7 +588,7 @@ async def scheduled(r: Rec) -> None:
     table = await r.table(contacts_csv(1))
     sched = await r.post(
         f"/spinners/{spinner['id']}/schedules",
-        {"table_id": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
+        {"tableId": table["id"], "cron": "0 2 * * *", "timezone": "UTC"},
     )
     await r.temporal.get_schedule_handle(schedule_id(sched["id"])).trigger(
         overlap=ScheduleOverlapPolicy.ALLOW_ALL
@@ -701,7 +701,7 @@ async def sandbox_channel(r: Rec, kind: str, sender: str) -> str:
         {
             "kind": kind,
             "name": f"sandbox {kind} {uuid.uuid4().hex[:6]}",
-            "integration_id": integration["id"],
+            "integrationId": integration["id"],
             "sender": sender,
             "sandbox": True,
         },

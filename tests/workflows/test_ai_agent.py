@@ -111,7 +111,7 @@ async def run_spinner(
     )
     r = await client.post(
         f"/api/v1/spinners/{spinner['id']}/run",
-        json={"table_id": table["id"]},
+        json={"tableId": table["id"]},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
@@ -162,7 +162,7 @@ class TestClassificationSpinner:
             assert record["outcomes"]["tags"] == ["ai"]
         hopeless = by_name[HOPELESS]
         assert hopeless["status"] == "failed"
-        assert hopeless["failed_step"] == "classify"
+        assert hopeless["failedStep"] == "classify"
         assert hopeless["disposition"] is None
         assert "expected exactly one of the labels Interested, Not interested, Callback" in (
             hopeless["error"] or ""

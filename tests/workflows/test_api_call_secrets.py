@@ -66,7 +66,7 @@ class TestSecretsInApiCalls:
         )
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         job = await wait_job(client, admin, r.json()["id"])
@@ -102,7 +102,7 @@ class TestSecretsInApiCalls:
         )
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         job = await wait_job(client, admin, r.json()["id"])
@@ -111,7 +111,7 @@ class TestSecretsInApiCalls:
             "data"
         ][0]
         assert rec["error"] == "step call: secret 'not_there' is not in the vault"
-        assert rec["failed_step"] == "call"
+        assert rec["failedStep"] == "call"
         assert not [q for q in crm.ledger.requests if q["path"].startswith(f"/{marker}/")]
 
 
@@ -153,7 +153,7 @@ class TestEncodedBodies:
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         job = await wait_job(client, admin, r.json()["id"])

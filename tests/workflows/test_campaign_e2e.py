@@ -237,17 +237,17 @@ async def start_campaign(
         admin,
         f"/api/v1/spinners/{main['id']}/links",
         {
-            "child_spinner_id": child["id"],
+            "childSpinnerId": child["id"],
             "kind": "retry",
             "condition": 'disposition == "Retry"',
             "delay": RETRY_DELAY,
-            "max_attempts": 1,
+            "maxAttempts": 1,
         },
     )
     job_id = await created(
-        client, admin, f"/api/v1/spinners/{main['id']}/run", {"table_id": table["id"]}
+        client, admin, f"/api/v1/spinners/{main['id']}/run", {"tableId": table["id"]}
     )
-    return Campaign(admin, job_id, str(child["id"]), [llm, str(channel["integration_id"])])
+    return Campaign(admin, job_id, str(child["id"]), [llm, str(channel["integrationId"])])
 
 
 async def created(client: AsyncClient, admin: Account, path: str, body: dict[str, Any]) -> str:
@@ -461,25 +461,25 @@ class TestCampaign:
         )
         [retry] = root["children"]
         assert (retry["kind"], retry["attempt"]) == ("retry", 1)
-        assert retry["job_id"] != job_id
+        assert retry["jobId"] != job_id
         later_ids = {rec["id"] for rec in recs if rec["disposition"] == "Retry"}
         support = await poll(
             client,
             admin,
-            f"/api/v1/jobs/{retry['job_id']}",
+            f"/api/v1/jobs/{retry['jobId']}",
             lambda j: j["counts"]["completed"] == len(later_ids) and j["status"] == "completed",
         )
         assert support["trigger"] == "retry"
-        assert support["spinner_id"] == campaign.child_spinner_id
-        assert support["parent_job_id"] == job_id
+        assert support["spinnerId"] == campaign.child_spinner_id
+        assert support["parentJobId"] == job_id
         assert support["counts"]["total"] == len(later_ids) == ROWS // 4
         kids = await records(client, admin, support["id"])
-        assert sorted(k["parent_record_id"] for k in kids) == sorted(later_ids)
+        assert sorted(k["parentRecordId"] for k in kids) == sorted(later_ids)
         assert {(k["status"], k["disposition"]) for k in kids} == {("completed", "Retried")}
-        assert [c["record_id"] for c in journeys["later"]["children"]] == [retry["record_id"]]
-        child = await get(client, admin, f"/api/v1/records/{retry['record_id']}/journey")
-        assert child["parent_record_id"] == canary["id"]
-        assert child["workflow_id"] == f"rec-{canary['id']}-retry-1"
+        assert [c["recordId"] for c in journeys["later"]["children"]] == [retry["recordId"]]
+        child = await get(client, admin, f"/api/v1/records/{retry['recordId']}/journey")
+        assert child["parentRecordId"] == canary["id"]
+        assert child["workflowId"] == f"rec-{canary['id']}-retry-1"
         assert labels(child) == [
             "started_by · retry",
             "timer · fired",  # the retry delay
@@ -536,7 +536,7 @@ class TestCampaign:
         await no_plaintext_in_histories(
             settings,
             worker,
-            [f"job-{job_id}", *(f"rec-{i}" for i in dict.fromkeys(sampled)), child["workflow_id"]],
+            [f"job-{job_id}", *(f"rec-{i}" for i in dict.fromkeys(sampled)), child["workflowId"]],
             # The canary's own history carries its number (its SMS result, encrypted); its retry
             # child's does not: metadata stays in the workers' plan cache, out of history.
             canary_ids={f"rec-{canary['id']}"},

@@ -24,7 +24,7 @@ async def _spinner(client: AsyncClient, other: Account, ids: dict[str, str]) -> 
 async def _job(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
     r = await client.post(
         f"/api/v1/spinners/{ids['spinner_id']}/run",
-        json={"table_id": ids["table_id"]},
+        json={"tableId": ids["table_id"]},
         headers=other.headers,
     )
     assert r.status_code == 201, r.text
@@ -40,7 +40,7 @@ async def _record(client: AsyncClient, other: Account, ids: dict[str, str]) -> s
 async def _schedule(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
     r = await client.post(
         f"/api/v1/spinners/{ids['spinner_id']}/schedules",
-        json={"table_id": ids["table_id"], "cron": "0 3 * * *"},
+        json={"tableId": ids["table_id"], "cron": "0 3 * * *"},
         headers=other.headers,
     )
     assert r.status_code == 201, r.text
@@ -75,7 +75,7 @@ async def _channel(client: AsyncClient, other: Account, ids: dict[str, str]) -> 
         json={
             "kind": "sms",
             "name": "theirs",
-            "integration_id": ids["integration_id"],
+            "integrationId": ids["integration_id"],
             "sender": "+14155550100",
         },
         headers=other.headers,
@@ -97,7 +97,7 @@ async def _link(client: AsyncClient, other: Account, ids: dict[str, str]) -> str
     child = await make_spinner(client, other, project_id=ids["project_id"], definition=definition)
     r = await client.post(
         f"/api/v1/spinners/{ids['spinner_id']}/links",
-        json={"child_spinner_id": child["id"], "kind": "callback"},
+        json={"childSpinnerId": child["id"], "kind": "callback"},
         headers=other.headers,
     )
     assert r.status_code == 201, r.text

@@ -65,7 +65,7 @@ class TestRunNow:
         before = len(crm.ledger.requests)
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text
@@ -84,7 +84,7 @@ class TestRunNow:
         assert big[0]["outcomes"]["score"] == 42
         assert big[0]["outcomes"]["tier"] == "gold"
         detail = (await client.get(f"/api/v1/records/{big[0]['id']}", headers=admin.headers)).json()
-        assert detail["spinner_version"] == 1
+        assert detail["spinnerVersion"] == 1
         journey = (
             await client.get(f"/api/v1/records/{big[0]['id']}/journey", headers=admin.headers)
         ).json()
@@ -110,7 +110,7 @@ class TestRunNow:
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=four_steps(crm))
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         job = await wait_job(client, admin, r.json()["id"])
@@ -131,7 +131,7 @@ class TestRunNow:
         ).json()
         page2 = (
             await client.get(
-                f"/api/v1/jobs/{job['id']}/records?limit=5&after={page1['next_after']}",
+                f"/api/v1/jobs/{job['id']}/records?limit=5&after={page1['nextAfter']}",
                 headers=admin.headers,
             )
         ).json()
@@ -153,7 +153,7 @@ class TestRunNow:
         )
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         assert r.status_code == 409
@@ -168,7 +168,7 @@ class TestRunNow:
         spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         job = await wait_job(client, admin, r.json()["id"])
@@ -177,7 +177,7 @@ class TestRunNow:
         rec = (await client.get(f"/api/v1/jobs/{job['id']}/records", headers=admin.headers)).json()[
             "data"
         ][0]
-        assert rec["failed_step"] == "enrich"
+        assert rec["failedStep"] == "enrich"
         assert "404" in rec["error"]
         journey = (
             await client.get(f"/api/v1/records/{rec['id']}/journey", headers=admin.headers)

@@ -56,7 +56,7 @@ async def run_one(
     spinner = await make_spinner(client, admin, project_id=p["id"], definition=definition)
     r = await client.post(
         f"/api/v1/spinners/{spinner['id']}/run",
-        json={"table_id": table["id"]},
+        json={"tableId": table["id"]},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
@@ -77,7 +77,7 @@ def ledger_rows(database_url: str, org_id: str) -> int:
 
 def assert_refused(record: dict[str, Any], key: str) -> None:
     assert record["status"] == "failed", record
-    assert record["failed_step"] == "call"
+    assert record["failedStep"] == "call"
     error = record["error"] or ""
     assert f"{key}: refusing to connect to 127.0.0.1" in error
     assert "loopback" in error and "CXGEAR_PROVIDER_ALLOWED_HOSTS" in error
@@ -122,7 +122,7 @@ class TestProviderBaseUrlGuard:
                 json={
                     "kind": "sms",
                     "name": f"sms {uuid.uuid4().hex[:6]}",
-                    "integration_id": twilio,
+                    "integrationId": twilio,
                     "sender": "+14155550100",
                 },
                 headers=admin.headers,

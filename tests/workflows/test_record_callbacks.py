@@ -81,7 +81,7 @@ class TestReplay:
     ) -> None:
         admin, job, (rec, other) = await waiting_records(client, 2)
         secret = await callback_secret(client, admin)
-        signed = signed_callback(secret, rec["callback_url"], {"answer": "yes"}, msg_id="ev-1")
+        signed = signed_callback(secret, rec["callbackUrl"], {"answer": "yes"}, msg_id="ev-1")
 
         first = await post_signed(client, signed)
         assert first.status_code == 200, first.text
@@ -99,7 +99,7 @@ class TestReplay:
         assert (r.status_code, r.json()["errorCode"]) == (403, "BAD_SIGNATURE")
         # The same signed request at another record's URL of the organization.
         moved = await client.post(
-            urlsplit(other["callback_url"]).path, content=signed.body, headers=signed.headers
+            urlsplit(other["callbackUrl"]).path, content=signed.body, headers=signed.headers
         )
         assert (moved.status_code, moved.json()["errorCode"]) == (409, "EVENT_ID_REUSED")
 
@@ -128,7 +128,7 @@ class TestRefusals:
         admin, job, (rec,) = await waiting_records(client, 1)
         mine = await callback_secret(client, admin)
         theirs = await callback_secret(client, await signup(client))
-        url = rec["callback_url"]
+        url = rec["callbackUrl"]
         refused = [
             signed_callback(theirs, url, {"answer": "forged"}),
             signed_callback(mine, url, {"answer": "stale"}, timestamp=int(time.time()) - 600),
@@ -163,15 +163,15 @@ class TestNoExistenceOracle:
     ) -> None:
         admin, job, (rec,) = await waiting_records(client, 1)
         secret = await callback_secret(client, admin)
-        assert re.fullmatch(r"[0-9a-f]{32}", rec["callback_url"].rsplit("/", 1)[1])
-        missing = rec["callback_url"].rsplit("/", 1)[0] + "/" + uuid.uuid4().hex
+        assert re.fullmatch(r"[0-9a-f]{32}", rec["callbackUrl"].rsplit("/", 1)[1])
+        missing = rec["callbackUrl"].rsplit("/", 1)[0] + "/" + uuid.uuid4().hex
         cases = {
             "missing record, good signature": signed_callback(secret, missing, {"answer": "a"}),
             "existing record, wrong secret": signed_callback(
-                "whsec_" + "A" * 43 + "=", rec["callback_url"], {"answer": "a"}
+                "whsec_" + "A" * 43 + "=", rec["callbackUrl"], {"answer": "a"}
             ),
             "existing record, stale": signed_callback(
-                secret, rec["callback_url"], {"answer": "a"}, timestamp=int(time.time()) - 900
+                secret, rec["callbackUrl"], {"answer": "a"}, timestamp=int(time.time()) - 900
             ),
             "missing record, stale": signed_callback(
                 secret, missing, {"answer": "a"}, timestamp=int(time.time()) - 900
@@ -204,13 +204,13 @@ class TestSecret:
     ) -> None:
         caplog.set_level(logging.DEBUG)
         admin, job, recs = await waiting_records(client, 4)
-        urls = [r["callback_url"] for r in recs]
+        urls = [r["callbackUrl"] for r in recs]
         r = await client.get("/api/v1/callbacks/secret", headers=admin.headers)
         assert r.json() == {
             "exists": False,
             "version": None,
-            "rotated_at": None,
-            "previous_valid_until": None,
+            "rotatedAt": None,
+            "previousValidUntil": None,
         }
         # No secret yet: nothing verifies, not even something signed with the server's key.
         assert (
@@ -221,7 +221,7 @@ class TestSecret:
         assert r.status_code == 201, r.text
         first = r.json()
         assert first["secret"].startswith("whsec_") and len(first["secret"]) > 40
-        assert (first["version"], first["previous_valid_until"]) == (1, None)
+        assert (first["version"], first["previousValidUntil"]) == (1, None)
         shown = await client.get("/api/v1/callbacks/secret", headers=admin.headers)
         assert shown.json()["exists"] is True and "secret" not in shown.json()
         assert first["secret"] not in shown.text
@@ -234,7 +234,7 @@ class TestSecret:
         second = r.json()
         s2 = second["secret"]
         assert s2 != s1 and second["version"] == 2
-        assert second["previous_valid_until"] is not None  # 24 h by default
+        assert second["previousValidUntil"] is not None  # 24 h by default
         for secret, url in ((s1, urls[1]), (s2, urls[2])):
             r = await post_signed(client, signed_callback(secret, url, {"answer": "2"}))
             assert r.status_code == 200, r.text
@@ -244,7 +244,7 @@ class TestSecret:
             "/api/v1/callbacks/secret/rotate", json={"immediate": True}, headers=admin.headers
         )
         s3 = r.json()["secret"]
-        assert r.json()["previous_valid_until"] is None
+        assert r.json()["previousValidUntil"] is None
         stale = await post_signed(client, signed_callback(s2, urls[3], {"answer": "old"}))
         assert stale.status_code == 403
         assert events_of(database_url, recs[3]["id"]) == []

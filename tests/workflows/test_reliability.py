@@ -163,7 +163,7 @@ async def start_job(client: AsyncClient, crm: FakeCrm) -> tuple[Account, str]:
     )
     r = await client.post(
         f"/api/v1/spinners/{spinner['id']}/run",
-        json={"table_id": table["id"]},
+        json={"tableId": table["id"]},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
@@ -210,7 +210,7 @@ async def assert_every_record_ended_once(
             )
         ).json()
         seen.extend(page["data"])
-        after = page["next_after"]
+        after = page["nextAfter"]
         if after is None:
             break
     assert len(seen) == RECORDS

@@ -134,17 +134,17 @@ class TestWaitForCallback:
         secret = await callback_secret(client, admin)
         rec = (await records_of(client, admin, job_id))[0]
         bad = await post_callback(
-            client, secret, rec["callback_url"], {"answer": "yes"}, event="e1", tamper=True
+            client, secret, rec["callbackUrl"], {"answer": "yes"}, event="e1", tamper=True
         )
         assert bad.status_code == 403
         assert bad.json()["errorCode"] == "BAD_SIGNATURE"
         for _ in range(3):
             ok = await post_callback(
-                client, secret, rec["callback_url"], {"answer": "yes"}, event="e1"
+                client, secret, rec["callbackUrl"], {"answer": "yes"}, event="e1"
             )
             assert ok.status_code == 200
         other = (await records_of(client, admin, job_id))[1]
-        await post_callback(client, secret, other["callback_url"], {"answer": "later"}, event="e2")
+        await post_callback(client, secret, other["callbackUrl"], {"answer": "later"}, event="e2")
         job = await wait_job(client, admin, job_id)
         assert job["status"] == "completed"
         done = {r["id"]: r for r in await records_of(client, admin, job_id)}
@@ -153,11 +153,11 @@ class TestWaitForCallback:
             await client.get(f"/api/v1/records/{rec['id']}/journey", headers=admin.headers)
         ).json()
         assert [s["label"] for s in journey["steps"]].count("callback · received") == 1
-        waited = next(s for s in journey["steps"] if s["step_id"] == "hold")
+        waited = next(s for s in journey["steps"] if s["stepId"] == "hold")
         assert waited["label"] == "wait_for_callback · callback_received"
         assert waited["detail"]["next"] == "yes"
         late = await post_callback(
-            client, secret, rec["callback_url"], {"answer": "again"}, event="e3"
+            client, secret, rec["callbackUrl"], {"answer": "again"}, event="e3"
         )
         assert late.status_code == 200
         assert late.json()["late"] is True
@@ -270,16 +270,16 @@ class TestSchedules:
         r = await client.post(
             f"/api/v1/spinners/{spinner['id']}/schedules",
             json={
-                "table_id": table["id"],
+                "tableId": table["id"],
                 "cron": "0 2 * * *",
                 "timezone": "Europe/Paris",
-                "only_new": True,
+                "onlyNew": True,
             },
             headers=admin.headers,
         )
         assert r.status_code == 201, r.text
         sched = r.json()
-        assert len(sched["next_runs"]) >= 1
+        assert len(sched["nextRuns"]) >= 1
         from workflows.contracts import schedule_id
 
         handle = worker.get_schedule_handle(schedule_id(sched["id"]))
@@ -362,7 +362,7 @@ class TestWaitingLeavesTheWindow:
             await client.get(f"/api/v1/records/{waiting[0]['id']}/journey", headers=admin.headers)
         ).json()
         assert journey["steps"][-1]["label"] == "wait · waited"
-        assert journey["steps"][-1]["detail"]["delay_s"] == 86400
+        assert journey["steps"][-1]["detail"]["delayS"] == 86400
         busy = await client.delete(f"/api/v1/data-tables/{table['id']}", headers=admin.headers)
         assert busy.status_code == 409
         assert busy.json()["errorCode"] == "TABLE_IN_USE"
@@ -403,7 +403,7 @@ class TestWaitingLeavesTheWindow:
         ).json()
         labels = [s["label"] for s in journey["steps"]]
         assert labels == ["decision · branched", "wait · waited", "timer · fired", "tag · tagged"]
-        assert journey["steps"][1]["detail"]["delay_s"] == 86400
+        assert journey["steps"][1]["detail"]["delayS"] == 86400
         # The record's own clock moved a whole day; the wall clock did not.
         timer = journey["steps"][2]
-        assert timer["step_id"] == "pause" and timer["duration_ms"] >= 86_400_000
+        assert timer["stepId"] == "pause" and timer["durationMs"] >= 86_400_000

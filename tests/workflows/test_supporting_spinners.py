@@ -38,7 +38,7 @@ async def link(
 ) -> Any:
     return await client.post(
         f"/api/v1/spinners/{parent['id']}/links",
-        json={"child_spinner_id": child["id"], **body},
+        json={"childSpinnerId": child["id"], **body},
         headers=admin.headers,
     )
 
@@ -93,7 +93,7 @@ class TestRetryLinks:
             kind="retry",
             condition='disposition == "Retry"',
             delay="2s",
-            max_attempts=2,
+            maxAttempts=2,
         )
         assert r.status_code == 201, r.text
         job = await wait_job(client, admin, await run_now(client, admin, parent, table))
@@ -108,44 +108,44 @@ class TestRetryLinks:
             ("retry", 1, "completed"),
             ("retry", 2, "completed"),
         ]
-        assert first["job_id"] == second["job_id"] != job["id"]
+        assert first["jobId"] == second["jobId"] != job["id"]
         assert (await record(client, admin, done["id"]))["children"] == []
 
-        support = await wait_job(client, admin, first["job_id"])
+        support = await wait_job(client, admin, first["jobId"])
         assert support["status"] == "completed"
         assert support["trigger"] == "retry"
-        assert support["spinner_id"] == child["id"]
-        assert support["parent_job_id"] == job["id"]
+        assert support["spinnerId"] == child["id"]
+        assert support["parentJobId"] == job["id"]
         assert support["counts"]["completed"] == 2
         rows = await records_of(client, admin, support["id"])
-        assert [r["id"] for r in rows] == [first["record_id"], second["record_id"]]
-        assert {r["row_id"] for r in rows} == {retried["row_id"]}
+        assert [r["id"] for r in rows] == [first["recordId"], second["recordId"]]
+        assert {r["rowId"] for r in rows} == {retried["rowId"]}
         assert all(r["metadata"] == retried["metadata"] for r in rows)
 
-        one = await record(client, admin, first["record_id"])
-        assert one["parent_record_id"] == retried["id"]
-        assert [c["record_id"] for c in one["children"]] == [second["record_id"]]
-        j1 = await journey(client, admin, first["record_id"])
-        assert j1["workflow_id"] == f"rec-{retried['id']}-retry-1"
-        assert j1["parent_record_id"] == retried["id"]
+        one = await record(client, admin, first["recordId"])
+        assert one["parentRecordId"] == retried["id"]
+        assert [c["recordId"] for c in one["children"]] == [second["recordId"]]
+        j1 = await journey(client, admin, first["recordId"])
+        assert j1["workflowId"] == f"rec-{retried['id']}-retry-1"
+        assert j1["parentRecordId"] == retried["id"]
         labels = [s["label"] for s in j1["steps"]]
         # Started by its parent record as a child workflow; then the 2s delay.
         assert labels[:2] == ["started_by · retry", "timer · fired"]
         # Ops filtering on CxRecordStatus see the delayed child waiting, then running.
-        assert await record_statuses(worker, j1["workflow_id"]) == [
+        assert await record_statuses(worker, j1["workflowId"]) == [
             "waiting",
             "running",
             "completed",
         ]
         assert "supporting · started" in labels
-        j2 = await journey(client, admin, second["record_id"])
-        assert j2["workflow_id"] == f"rec-{retried['id']}-retry-2"
-        assert j2["parent_record_id"] == first["record_id"]
+        j2 = await journey(client, admin, second["recordId"])
+        assert j2["workflowId"] == f"rec-{retried['id']}-retry-2"
+        assert j2["parentRecordId"] == first["recordId"]
         assert "supporting · started" not in [s["label"] for s in j2["steps"]]  # max attempts
         jroot = await journey(client, admin, retried["id"])
-        assert [c["record_id"] for c in jroot["children"]] == [
-            first["record_id"],
-            second["record_id"],
+        assert [c["recordId"] for c in jroot["children"]] == [
+            first["recordId"],
+            second["recordId"],
         ]
 
     async def test_a_repeated_trigger_never_starts_twice(
@@ -178,12 +178,12 @@ class TestRetryLinks:
             await engine.dispose()
         assert [x.messages for x in results] == [[f"{wf_id}: found"]] * 2
         assert [[c.record_id for c in x.children] for x in results] == [
-            [root["children"][0]["record_id"]]
+            [root["children"][0]["recordId"]]
         ] * 2
         assert (await worker.get_workflow_handle(wf_id).describe()).run_id == run_id
         after = await record(client, admin, retried["id"])
         assert after["children"] == root["children"]
-        support = await wait_job(client, admin, root["children"][0]["job_id"])
+        support = await wait_job(client, admin, root["children"][0]["jobId"])
         assert support["counts"]["total"] == 1
 
 
@@ -225,28 +225,28 @@ class TestCallbackLinks:
         secret = await callback_secret(client, admin)
         body = {"event": "escalate", "why": "angry"}
         for _ in range(2):  # a redelivery is a duplicate: one child only
-            ok = await post_callback(client, secret, rec["callback_url"], body, event="ev-1")
+            ok = await post_callback(client, secret, rec["callbackUrl"], body, event="ev-1")
             assert ok.status_code == 200, ok.text
         assert (await wait_job(client, admin, job_id))["status"] == "completed"
         ignored = await post_callback(
-            client, secret, rec["callback_url"], {"event": "note", "why": "fyi"}, event="ev-2"
+            client, secret, rec["callbackUrl"], {"event": "note", "why": "fyi"}, event="ev-2"
         )
         assert ignored.json()["late"] is True
         late = await post_callback(
-            client, secret, rec["callback_url"], {"event": "escalate", "why": "again"}, event="ev-3"
+            client, secret, rec["callbackUrl"], {"event": "escalate", "why": "again"}, event="ev-3"
         )
         assert late.status_code == 200 and late.json()["late"] is True
 
         root = await wait_record(client, admin, rec["id"], all_done(2))
         assert [(c["kind"], c["attempt"]) for c in root["children"]] == [("callback", None)] * 2
-        support = await wait_job(client, admin, root["children"][0]["job_id"])
+        support = await wait_job(client, admin, root["children"][0]["jobId"])
         assert support["trigger"] == "callback"
         assert support["counts"]["completed"] == 2
         dispositions = [x["disposition"] for x in await records_of(client, admin, support["id"])]
         assert dispositions == ["Escalated angry", "Escalated again"]
-        j = await journey(client, admin, root["children"][0]["record_id"])
-        assert j["workflow_id"] == f"rec-{rec['id']}-cb-ev-1"
-        assert j["parent_record_id"] == rec["id"]
+        j = await journey(client, admin, root["children"][0]["recordId"])
+        assert j["workflowId"] == f"rec-{rec['id']}-cb-ev-1"
+        assert j["parentRecordId"] == rec["id"]
         assert [s["label"] for s in j["steps"]].count("started_by · received") == 1
 
 
@@ -260,7 +260,7 @@ class TestGuards:
         assert (await link(client, admin, parent, child, kind="callback")).status_code == 201
         r = await client.post(
             f"/api/v1/spinners/{child['id']}/run",
-            json={"table_id": table["id"]},
+            json={"tableId": table["id"]},
             headers=admin.headers,
         )
         assert r.status_code == 409
@@ -293,17 +293,17 @@ class TestGuards:
         assert r.status_code == 422
         r = await link(client, admin, parent, draft, kind="callback", condition="x == 1")
         assert r.status_code == 422
-        r = await link(client, admin, parent, draft, max_attempts=11, **retry)
+        r = await link(client, admin, parent, draft, maxAttempts=11, **retry)
         assert r.status_code == 422
         r = await link(client, admin, parent, draft, delay="soon", **retry)
         assert r.status_code == 422
 
         child = await make_spinner(client, admin, project_id=p["id"], definition=ALWAYS_RETRY)
-        made = await link(client, admin, parent, child, delay="15m", max_attempts=3, **retry)
+        made = await link(client, admin, parent, child, delay="15m", maxAttempts=3, **retry)
         assert made.status_code == 201, made.text
         listed = await client.get(f"/api/v1/spinners/{parent['id']}/links", headers=admin.headers)
         assert [x["id"] for x in listed.json()["data"]] == [made.json()["id"]]
-        assert listed.json()["data"][0]["max_attempts"] == 3
+        assert listed.json()["data"][0]["maxAttempts"] == 3
         gone = await client.delete(
             f"/api/v1/spinners/{parent['id']}/links/{made.json()['id']}", headers=admin.headers
         )

@@ -38,7 +38,7 @@ def check_header(raw: list[str], max_columns: int) -> list[str]:
         raise bad(
             "CSV_BAD_HEADER",
             f"Column names must be at most {MAX_COLUMN_NAME} characters",
-            {"too_long": [n[:40] for n in long]},
+            {"tooLong": [n[:40] for n in long]},
         )
     return names
 
