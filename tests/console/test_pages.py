@@ -326,7 +326,7 @@ class TestAdminPages:
         form = {
             "kind": "sms",
             "name": "Texts",
-            "integrationId": twilio["id"],
+            "integration_id": twilio["id"],
             "sender": "+1 415 555 0100",
             "sandbox": "true",
         }
@@ -423,7 +423,7 @@ class TestSpinnerAndTablePages:
         url = f"/spinners/{spinner['id']}"
         page = await client.get(url)
         assert SCRIPT not in page.text
-        form = {"tableId": table["id"], "cron": "0 9 * * *", "timezone": "Europe/Paris"}
+        form = {"table_id": table["id"], "cron": "0 9 * * *", "timezone": "Europe/Paris"}
         r = await submit(client, url, f"{url}/schedules", {**form, "cron": "every day"})
         assert r.status_code == 422
         assert "five fields" in r.text and 'id="schedule-error"' in r.text
@@ -457,13 +457,13 @@ class TestSpinnerAndTablePages:
         )
         url = f"/spinners/{parent['id']}"
         form = {
-            "childSpinnerId": child["id"],
+            "child_spinner_id": child["id"],
             "kind": "retry",
             "condition": 'disposition == "Retry"',
             "delay": "15m",
-            "maxAttempts": "2",
+            "max_attempts": "2",
         }
-        r = await submit(client, url, f"{url}/links", {**form, "childSpinnerId": draft["id"]})
+        r = await submit(client, url, f"{url}/links", {**form, "child_spinner_id": draft["id"]})
         assert r.status_code == 422
         assert "no published version" in r.text
         r = await submit(client, url, f"{url}/links", form)
