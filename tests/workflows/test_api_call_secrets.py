@@ -186,7 +186,7 @@ class TestEncodedBodies:
             "type": "api_call",
             "method": "POST",
             "url": crm.base_url + "/x",
-            "body": '{"name": "{{name}}"}',
+            "body": '{"name": "{{name}}"}',  # a string: the form the publish check refuses
         }
         spinner = await make_spinner(
             client, admin, project_id=p["id"], definition={"steps": [step]}, publish=False

@@ -41,7 +41,7 @@ def four_steps(crm: FakeCrm) -> dict[str, Any]:
                 "type": "api_call",
                 "method": "POST",
                 "url": crm.base_url + "/contacts/{{context.recordId}}",
-                "body": '{"name": "{{name}}"}',
+                "body": {"name": "{{name}}"},
                 "headers": {"content-type": "application/json"},
                 "outputs": {"score": "score", "tier": "contact.tier"},
             },

@@ -402,7 +402,7 @@ class TestYaml:
                         "call",
                         next="fn",
                         method="POST",
-                        body='{"n": "{{name}}"}',
+                        body={"n": "{{name}}"},
                         headers={"X-Key": "abc"},
                         outputs={"code": "status"},
                         timeout_s=30,
