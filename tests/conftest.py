@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -20,6 +21,8 @@ from tests.fakes.signed import FAKE_HOST
 pytest_plugins = ["tests.stack_fixtures"]
 
 TEMPLATE_DB = "cxgear_template"
+# Record ids of each module start somewhere in this range (see fresh_database).
+RECORD_ID_SPREAD = 10**12
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +36,23 @@ def template_database(postgres_server: Any) -> str:
 
 
 def fresh_database(postgres_server: Any, template: str) -> str:
+    """A database of its own for a module, its record ids starting at a random offset.
+
+    Record workflow ids are `rec-<record id>` and every module shares one Temporal server: a
+    record still waiting in an earlier module's database would otherwise own the workflow id of
+    this module's record with the same id, and that record could never start.
+    """
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = postgres_server.url_for("postgres").replace("+psycopg", "")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    return str(postgres_server.url_for(name))
+    url = str(postgres_server.url_for(name))
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(
+            "select setval(pg_get_serial_sequence('record', 'id'), %s)",
+            (secrets.randbelow(RECORD_ID_SPREAD) + 1,),
+        )
+    return url
 
 
 @pytest.fixture(scope="module")
