@@ -2,7 +2,11 @@
 
 Ours: a job of a 4-step spinner (log → decision → tag → api_call to a loopback server).
 Limit, in the same run: bare parent/child workflows with the same batching and 4 no-op activities.
-Usage: python -m bench.bench_engine [--records 10000]
+Usage: python -m bench.bench_engine [--records 10000] [--rounds N]
+
+`--rounds N` alternates the limit and ours N times (limit, ours, limit, ours, …), each on a fresh
+stack, and reports every round plus the median and spread of the ratios: this machine is noisy,
+and one pair of runs can be off by a fifth either way.
 
 `--history-bytes` measures only the history size of one record (the encoded events Temporal
 returns for it) for the 4-step spinner and for a 10-step spinner whose every step outputs 2 KB.
@@ -15,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -333,9 +338,80 @@ async def baseline(
         worker.wait(30)
 
 
+async def fresh_round(records: int, *, side: str) -> dict[str, Any]:
+    """One run of `side` ("baseline" or "ours") on a stack of its own."""
+    with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
+        with scratch_stack(
+            Path(tmp),
+            durable_temporal=True,
+            http_allowed_hosts=[crm.allowed],
+            task_queue_prefix=f"b{uuid.uuid4().hex[:6]}",
+        ) as stack:
+            assert stack.temporal.process is not None and stack.postgres.pid is not None
+            if side == "baseline":
+                return await baseline(stack.settings, stack.temporal.process.pid, records)
+            return await ours(
+                stack.settings, stack.temporal.process.pid, stack.postgres.pid, records
+            )
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+async def alternating(records: int, rounds: int) -> dict[str, Any]:
+    pairs: list[dict[str, Any]] = []
+    for n in range(rounds):
+        base = await fresh_round(records, side="baseline")
+        mine = await fresh_round(records, side="ours")
+        log.info(
+            "round %d: baseline %s rec/s, ours %s rec/s",
+            n + 1,
+            base["records_per_s"],
+            mine["records_per_s"],
+        )
+        pairs.append({"baseline": base, "ours": mine})
+    ratios = [p["ours"]["records_per_s"] / p["baseline"]["records_per_s"] for p in pairs]
+    figures: dict[str, Any] = {
+        "benchmark": "engine_alternating",
+        "records": records,
+        "rounds": pairs,
+        "ratio_ours_over_baseline": spread(ratios),
+        "records_per_s": {
+            side: spread([p[side]["records_per_s"] for p in pairs]) for side in ("baseline", "ours")
+        },
+        "worker_cpu_ms_per_record": {
+            side: spread([p[side]["worker_cpu_ms_per_record"] for p in pairs])
+            for side in ("baseline", "ours")
+        },
+        "temporal_cpu_ms_per_record": {
+            side: spread([p[side]["temporal_cpu_ms_per_record"] for p in pairs])
+            for side in ("baseline", "ours")
+        },
+        "all_completed": all(p["ours"]["completed"] == records for p in pairs),
+    }
+    figures["targets"] = {"ratio_median": 0.9, "worker_cpu_ms_per_record_median": 25}
+    figures["meets_targets"] = (
+        figures["ratio_ours_over_baseline"]["median"] >= 0.9
+        and figures["worker_cpu_ms_per_record"]["ours"]["median"] <= 25
+        and figures["all_completed"]
+    )
+    return figures
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="alternate the limit and ours this many times, each on a fresh stack",
+    )
     parser.add_argument(
         "--no-baseline",
         action="store_true",
@@ -352,6 +428,9 @@ async def main() -> None:
         help="only the history bytes of one 4-step record and one 10-step record (2 KB outputs)",
     )
     args = parser.parse_args()
+    if args.rounds:
+        print(json.dumps(await alternating(args.records, args.rounds)))  # noqa: T201
+        return
     if args.history_bytes:
         with tempfile.TemporaryDirectory(prefix="cxgear-bench-") as tmp, running_crm() as crm:
             with scratch_stack(
