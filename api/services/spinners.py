@@ -18,7 +18,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import AppError
+from models.channel import Channel
 from models.data_table import DataTable
+from models.integration import Integration
 from models.spinner import IssuePublic, Spinner, SpinnerVersion
 from models.spinner_language.definition import definition_hash
 from models.spinner_language.errors import ValidationIssue
@@ -58,12 +60,58 @@ def check(
     return issues
 
 
+# The step fields that name an object of the organization, and the table that holds it.
+REFERENCES = {"channel_id": "channel", "integration_id": "integration"}
+
+
+async def _owner_of(session: AsyncSession, what: str, ref: uuid.UUID) -> uuid.UUID | None:
+    if what == "channel":
+        channel = await session.get(Channel, ref)
+        return channel.org_id if channel is not None else None
+    integration = await session.get(Integration, ref)
+    return integration.org_id if integration is not None else None
+
+
+async def reference_issues(
+    session: AsyncSession, org_id: uuid.UUID, definition: dict[str, Any]
+) -> list[ValidationIssue]:
+    """Channel and integration ids a step names that are not the organization's own.
+
+    Another organization's id is reported exactly like an id that does not exist.
+    """
+    parsed, _ = parse_definition(definition)
+    if parsed is None:
+        return []
+    issues: list[ValidationIssue] = []
+    for i, step in enumerate(parsed.steps):
+        for attr, what in REFERENCES.items():
+            value = getattr(step, attr, None)
+            if not isinstance(value, str):
+                continue
+            try:
+                ref = uuid.UUID(value)
+            except ValueError:
+                ref = None
+            if ref is None or await _owner_of(session, what, ref) != org_id:
+                issues.append(
+                    ValidationIssue(
+                        "error",
+                        step.id,
+                        f"steps[{i}].{attr}",
+                        f"no {what} '{value}' in this organization",
+                    )
+                )
+    return issues
+
+
 async def check_saved(session: AsyncSession, spinner: Spinner) -> list[ValidationIssue]:
     """The draft's issues at save time (see the module docstring)."""
     if not spinner.draft:
         return []
     fields, where = await save_time_fields(session, spinner)
-    return check(spinner.draft, fields, where)
+    return check(spinner.draft, fields, where) + await reference_issues(
+        session, spinner.org_id, spinner.draft
+    )
 
 
 async def run_warnings(

@@ -6,6 +6,8 @@ Lives with the engine tests because records and jobs only exist once a worker ha
 from __future__ import annotations
 
 import re
+import uuid
+from typing import Any
 
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -216,3 +218,137 @@ class TestCrossOrganization:
                 )
         assert wrong == [], "\n".join(wrong)
         assert checked >= 10 and mixed >= 2
+
+
+async def _mock_integration(client: AsyncClient, account: Account) -> str:
+    r = await client.post(
+        "/api/v1/integrations",
+        json={"kind": "mock", "name": f"m{uuid.uuid4().hex[:6]}", "credentials": {}},
+        headers=account.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _body_cases(
+    mine: dict[str, str], theirs_or_unknown: dict[str, str]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, body): the caller's own objects in the path, `theirs_or_unknown` in the body."""
+    x = theirs_or_unknown
+    tag = uuid.uuid4().hex[:6]
+    return [
+        ("POST", f"/api/v1/spinners/{mine['spinner_id']}/run", {"tableId": x["table_id"]}),
+        (
+            "POST",
+            f"/api/v1/public/trigger/{mine['spinner_id']}",
+            {"dataTableId": x["table_id"]},
+        ),
+        (
+            "POST",
+            f"/api/v1/spinners/{mine['spinner_id']}/schedules",
+            {"tableId": x["table_id"], "cron": "0 3 * * *"},
+        ),
+        (
+            "POST",
+            f"/api/v1/spinners/{mine['spinner_id']}/links",
+            {"childSpinnerId": x["child_spinner_id"], "kind": "callback"},
+        ),
+        (
+            "POST",
+            "/api/v1/channels",
+            {
+                "kind": "sms",
+                "name": f"c{tag}",
+                "integrationId": x["integration_id"],
+                "sender": "+14155550111",
+            },
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            {
+                "fullName": "New Person",
+                "email": f"p{tag}@example.com",
+                "temporaryPassword": "a-long-temporary-passphrase-42",
+                "roleIds": [x["role_id"]],
+            },
+        ),
+        (
+            "PUBLISH",
+            f"/api/v1/projects/{mine['project_id']}/spinners",
+            {"steps": [{"id": "s", "type": "sms", "channel_id": x["channel_id"], "body": "Hi"}]},
+        ),
+        (
+            "PUBLISH",
+            f"/api/v1/projects/{mine['project_id']}/spinners",
+            {
+                "steps": [
+                    {
+                        "id": "a",
+                        "type": "ai_agent",
+                        "integration_id": x["mock_integration_id"],
+                        "role": "You are terse.",
+                        "task": "Say hi",
+                    }
+                ]
+            },
+        ),
+    ]
+
+
+class TestIdsInBodies:
+    async def test_another_orgs_ids_in_a_body_are_answered_like_unknown_ids(
+        self, client: AsyncClient, worker: Client
+    ) -> None:
+        """The same request with the caller's own id succeeds (the positive control); with
+        another organization's id it gets exactly the answer an id that exists nowhere gets."""
+        me = await signup(client)
+        my_key = await api_key(client, me, scopes=["ingest", "trigger"])
+        other = await signup(client)
+        builders = {
+            "spinner_id": _spinner,
+            "child_spinner_id": _spinner,
+            "integration_id": _integration,
+            "channel_id": _channel,
+        }
+        mine = await _other_org_objects(client, me, builders)
+        theirs = await _other_org_objects(client, other, builders)
+        mine["mock_integration_id"] = await _mock_integration(client, me)
+        theirs["mock_integration_id"] = await _mock_integration(client, other)
+        nowhere = {key: str(uuid.uuid4()) for key in theirs}
+
+        async def send(method: str, path: str, body: dict[str, Any]) -> tuple[int, str]:
+            headers = {"Authorization": f"Bearer {my_key}"} if "/public/" in path else me.headers
+            if method != "PUBLISH":
+                r = await client.request(method, path, json=body, headers=headers)
+                return r.status_code, r.json().get("errorCode", "") if r.status_code >= 400 else ""
+            spinner = await client.post(
+                path,
+                json={"name": f"S {uuid.uuid4().hex[:6]}", "definition": body},
+                headers=headers,
+            )
+            assert spinner.status_code == 201, spinner.text
+            r = await client.post(
+                f"/api/v1/spinners/{spinner.json()['id']}/publish", headers=headers
+            )
+            return r.status_code, r.json().get("errorCode", "") if r.status_code >= 400 else ""
+
+        wrong = []
+        cases = zip(
+            _body_cases(mine, mine),
+            _body_cases(mine, theirs),
+            _body_cases(mine, nowhere),
+            strict=True,
+        )
+        for own, foreign, unknown in cases:
+            theirs_answer = await send(*foreign)
+            unknown_answer = await send(*unknown)
+            own_answer = await send(*own)
+            if not 200 <= own_answer[0] < 300:
+                wrong.append(f"own {own[0]} {own[1]} -> {own_answer} (bad case?)")
+            if not 400 <= theirs_answer[0] < 500 or theirs_answer != unknown_answer:
+                wrong.append(
+                    f"{foreign[0]} {foreign[1]} {foreign[2]}: another org's id -> {theirs_answer},"
+                    f" an unknown id -> {unknown_answer}"
+                )
+        assert wrong == [], "\n".join(wrong)
