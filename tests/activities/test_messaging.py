@@ -305,22 +305,35 @@ class TestSms:
         assert "+4477009123456789" not in rec["error"]
         assert [s for s in twilio.sends if s["from"] == "+15005550009"] == []
 
-    async def test_another_orgs_channel_is_not_found(
+    async def test_another_orgs_channel_cannot_be_published_and_sends_nothing(
         self, client: AsyncClient, worker: Client, twilio: FakeTwilio
     ) -> None:
         owner = await signup(client)
         channel = await twilio_channel(client, owner, twilio, sender="+15005550010")
         other = await signup(client)
-        job, _ = await start(
+        p = await project(client, other)
+        spinner = await make_spinner(
             client,
             other,
-            send_then_tag({"type": "sms", "channel_id": channel, "body": "x"}),
-            people_csv(1),
+            project_id=p["id"],
+            definition=send_then_tag({"type": "sms", "channel_id": channel, "body": "x"}),
+            publish=False,
         )
-        await wait_job(client, other, job)
-        (rec,) = await records(client, other, job)
-        assert rec["status"] == "failed"
-        assert "not found" in rec["error"]
+        r = await client.post(f"/api/v1/spinners/{spinner['id']}/publish", headers=other.headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["errorCode"] == "VALIDATION_ERROR"
+        assert r.json()["details"][0]["path"] == "steps[0].channel_id"
+        assert f"no channel '{channel}' in this organization" in r.json()["message"]
+        r = await client.post(
+            f"/api/v1/spinners/{spinner['id']}/run",
+            json={
+                "tableId": (
+                    await make_table(client, other, project_id=p["id"], csv_text=people_csv(1))
+                )["id"]
+            },
+            headers=other.headers,
+        )
+        assert r.status_code == 409, r.text
         assert [s for s in twilio.sends if s["from"] == "+15005550010"] == []
 
     async def test_a_hung_answer_after_accept_is_reconciled_not_resent(

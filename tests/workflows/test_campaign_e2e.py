@@ -557,5 +557,9 @@ class TestCampaign:
             assert leaks(server_log.read(), NEEDLES) == []
 
         # Contact numbers are legitimately in the records API (metadata): secrets only here.
-        assert len(bodies) > ROWS  # every reply webhook and every API call above
+        # Every reply webhook's answer and every API answer above was kept (how many polls the
+        # waits took varies, so only the webhooks are counted exactly).
+        replies = [call for call, _ in bodies if "/webhooks/twilio/" in call]
+        assert len(replies) >= ROWS // 2
+        assert len(bodies) > len(replies)
         assert [(call, what) for call, body in bodies for what in leaks(body, SECRETS)] == []
