@@ -16,7 +16,7 @@ from models.call_analysis.evaluation import TagResult, Utterance
 from models.call_analysis.scorecard import BundleScore, ItemId, QuestionScore
 from models.fields import SafeStr
 
-ANALYTICS_COLUMNS = ["final_score", "final_percent", "final_band", "agent"]
+ANALYTICS_COLUMNS = ["final_score", "final_percent", "final_band", "agent", "hit_tags"]
 
 
 class AnalysedCall(SQLModel, table=True):

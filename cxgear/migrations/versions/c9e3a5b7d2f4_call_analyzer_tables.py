@@ -19,7 +19,7 @@ down_revision = "b8d4f2a6c1e3"
 branch_labels = None
 depends_on = None
 
-ANALYTICS_COLUMNS = ["final_score", "final_percent", "final_band", "agent"]
+ANALYTICS_COLUMNS = ["final_score", "final_percent", "final_band", "agent", "hit_tags"]
 
 
 def _str(length: int) -> sqlmodel.sql.sqltypes.AutoString:
