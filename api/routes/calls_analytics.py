@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 
 from api.deps import Allow, Principal, SessionDep
 from api.services.calls.analytics import call_analytics
@@ -13,7 +14,21 @@ from models.call_analysis.analytics import CallAnalyticsPublic
 
 router = APIRouter(tags=["call analysis"])
 Read = Annotated[Principal, Allow("analytics.read")]
-Days = Annotated[Literal[7, 30, 90], Query(description="The window: 7, 30 or 90 days")]
+WINDOWS = (7, 30, 90)
+
+
+def _window(days: int) -> int:
+    if days not in WINDOWS:
+        raise ValueError("days must be 7, 30 or 90")
+    return days
+
+
+# A Literal would refuse the query string "30" (it is not the int 30); the enum documents it.
+Days = Annotated[
+    int,
+    Query(description="The window: 7, 30 or 90 days", json_schema_extra={"enum": list(WINDOWS)}),
+    AfterValidator(_window),
+]
 
 
 @router.get("/projects/{project_id}/call-analytics")

@@ -92,7 +92,7 @@ class QuestionOverride(SQLModel, table=True):
     question_id: str = Field(max_length=64)
     points: int
     reason: str = Field(max_length=2000)
-    user_id: uuid.UUID | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
     created_at: datetime = created_field()
 
 

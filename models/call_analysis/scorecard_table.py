@@ -43,7 +43,9 @@ class ScorecardVersion(SQLModel, table=True):
     scorecard_id: uuid.UUID = Field(foreign_key="scorecard.id", ondelete="CASCADE")
     version: int
     definition: dict[str, Any] = jsonb_field(dict)
-    created_by: uuid.UUID | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    created_by: uuid.UUID | None = Field(
+        default=None, foreign_key="app_user.id", ondelete="SET NULL"
+    )
     created_at: datetime = created_field()
 
 

@@ -86,7 +86,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.Uuid(), nullable=True),
         sa.Column("created_at", _ts(), nullable=False),
         sa.ForeignKeyConstraint(["scorecard_id"], ["scorecard.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["created_by"], ["user.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["created_by"], ["app_user.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("scorecard_id", "version", name="uq_scorecard_version_number"),
     )
@@ -158,7 +158,7 @@ def upgrade() -> None:
         sa.Column("created_at", _ts(), nullable=False),
         sa.ForeignKeyConstraint(["org_id"], ["organization.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["analysed_call_id"], ["analysed_call.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["user_id"], ["user.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["user_id"], ["app_user.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(
