@@ -82,17 +82,32 @@ async def _call(session: SessionDep, call_id: int, principal: Principal) -> Anal
     return call
 
 
-@router.get("/analysed-calls/{analysed_call_id}")
-async def get_analysed_call(
+async def readable_call(
     analysed_call_id: DbId, principal: Read, session: SessionDep
-) -> AnalysedCallPublic:
-    call = await _call(session, analysed_call_id, principal)
+) -> AnalysedCall:
+    return await _call(session, analysed_call_id, principal)
+
+
+async def reviewable_call(
+    analysed_call_id: DbId, principal: Qa, session: SessionDep
+) -> AnalysedCall:
+    return await _call(session, analysed_call_id, principal)
+
+
+# Dependencies, so another organization's id is a 404 before the body is even looked at.
+ReadableCall = Annotated[AnalysedCall, Depends(readable_call)]
+ReviewableCall = Annotated[AnalysedCall, Depends(reviewable_call)]
+
+
+@router.get("/analysed-calls/{analysed_call_id}")
+async def get_analysed_call(call: ReadableCall, session: SessionDep) -> AnalysedCallPublic:
+    assert call.id is not None  # a stored row
     return AnalysedCallPublic.model_validate(
         {
             **AnalysedCallSummary.model_validate(call).model_dump(),
             "transcript": call.transcript,
             "tags": call.tags,
-            "breakdown": breakdown(call, await overrides_of(session, analysed_call_id)),
+            "breakdown": breakdown(call, await overrides_of(session, call.id)),
             "summary": call.summary,
             "sttMs": call.stt_ms,
             "llmMs": call.llm_ms,
@@ -102,10 +117,11 @@ async def get_analysed_call(
 
 @router.post("/analysed-calls/{analysed_call_id}/overrides", status_code=201)
 async def override_question(
-    analysed_call_id: DbId, body: OverrideCreate, principal: Qa, session: SessionDep
+    call: ReviewableCall, body: OverrideCreate, principal: Qa, session: SessionDep
 ) -> OverridePublic:
     """A supervisor's verdict on one question (or bundle); the original result is kept."""
-    call = await _call(session, analysed_call_id, principal)
+    assert call.id is not None  # a stored row
+    analysed_call_id = call.id
     project = await call_project(call.project_id, principal, session, lock=True)
     limit = overridable_max(call, body.question_id)
     if body.points > limit:

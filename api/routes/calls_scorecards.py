@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import Allow, Principal, SessionDep
 from api.errors import AppError, not_found
-from api.services.calls.projects import QaProject, ReadableCallProject
+from api.services.calls.projects import QaProject, ReadableCallProject, call_project
 from api.services.calls.tags import project_tags
 from models.call_analysis.scorecard import ScorecardDefinition
 from models.call_analysis.scorecard_table import (
@@ -30,6 +30,7 @@ from models.project import Project
 
 router = APIRouter(tags=["call analysis"])
 QaP = Annotated[Principal, Allow("pca.qa")]
+ReadP = Annotated[Principal, Allow("projects.read")]
 
 
 async def _checked(
@@ -68,11 +69,30 @@ async def card_public(session: AsyncSession, card: Scorecard) -> ScorecardPublic
     )
 
 
-async def _card(session: AsyncSession, project: Project, scorecard_id: uuid.UUID) -> Scorecard:
+async def _card(
+    session: AsyncSession, principal: Principal, scorecard_id: uuid.UUID, *, lock: bool = False
+) -> tuple[Scorecard, Project]:
     card = await session.get(Scorecard, scorecard_id)
-    if card is None or card.project_id != project.id:
+    if card is None or card.org_id != principal.org_id:
         raise not_found("Scorecard")
-    return card
+    return card, await call_project(card.project_id, principal, session, lock=lock)
+
+
+async def readable_card(
+    scorecard_id: uuid.UUID, principal: ReadP, session: SessionDep
+) -> tuple[Scorecard, Project]:
+    return await _card(session, principal, scorecard_id)
+
+
+async def publishable_card(
+    scorecard_id: uuid.UUID, principal: QaP, session: SessionDep
+) -> tuple[Scorecard, Project]:
+    return await _card(session, principal, scorecard_id, lock=True)
+
+
+# Dependencies, so another organization's id is a 404 before the body is even looked at.
+ReadableCard = Annotated[tuple[Scorecard, Project], Depends(readable_card)]
+PublishableCard = Annotated[tuple[Scorecard, Project], Depends(publishable_card)]
 
 
 @router.post("/projects/{project_id}/scorecards", status_code=201)
@@ -104,23 +124,17 @@ async def list_scorecards(project: ReadableCallProject, session: SessionDep) -> 
     return ScorecardsPublic(data=[await card_public(session, c) for c in cards], count=len(cards))
 
 
-@router.get("/projects/{project_id}/scorecards/{scorecard_id}")
-async def get_scorecard(
-    project: ReadableCallProject, scorecard_id: uuid.UUID, session: SessionDep
-) -> ScorecardPublic:
-    return await card_public(session, await _card(session, project, scorecard_id))
+@router.get("/scorecards/{scorecard_id}")
+async def get_scorecard(found: ReadableCard, session: SessionDep) -> ScorecardPublic:
+    return await card_public(session, found[0])
 
 
-@router.post("/projects/{project_id}/scorecards/{scorecard_id}/versions", status_code=201)
+@router.post("/scorecards/{scorecard_id}/versions", status_code=201)
 async def publish_scorecard(
-    project: QaProject,
-    scorecard_id: uuid.UUID,
-    body: ScorecardPublish,
-    principal: QaP,
-    session: SessionDep,
+    found: PublishableCard, body: ScorecardPublish, principal: QaP, session: SessionDep
 ) -> ScorecardPublic:
     """Publish a new version; analyses from now on use it, stored results keep theirs."""
-    card = await _card(session, project, scorecard_id)
+    card, project = found
     definition = await _checked(session, project, body)
     card.current_version += 1
     card.updated_at = datetime.now(UTC)
@@ -139,11 +153,11 @@ async def publish_scorecard(
     return await card_public(session, card)
 
 
-@router.get("/projects/{project_id}/scorecards/{scorecard_id}/versions")
+@router.get("/scorecards/{scorecard_id}/versions")
 async def list_scorecard_versions(
-    project: ReadableCallProject, scorecard_id: uuid.UUID, session: SessionDep
+    found: ReadableCard, session: SessionDep
 ) -> ScorecardVersionsPublic:
-    card = await _card(session, project, scorecard_id)
+    card = found[0]
     rows = (
         await session.exec(
             select(ScorecardVersion)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import SessionDep
+from api.deps import Allow, Principal, SessionDep
 from api.errors import AppError, not_found
-from api.services.calls.projects import ReadableCallProject, SetupProject, TagsProject
+from api.services.calls.projects import (
+    ReadableCallProject,
+    SetupProject,
+    TagsProject,
+    call_project,
+)
 from api.services.calls.tags import check_tag_set, project_tags, stored_tags
 from models.call_analysis.setup import CallSetup, CallSetupPublic, ProjectCallSetup, stored_setup
 from models.call_analysis.tags import CallTag, CallTagPublic, CallTagsPublic, TagDefinition
@@ -18,6 +26,8 @@ from models.integration import Integration
 from models.project import Project
 
 router = APIRouter(tags=["call analysis"])
+ReadP = Annotated[Principal, Allow("projects.read")]
+TagsP = Annotated[Principal, Allow("pca.tags")]
 
 
 def setup_public(project: Project, row: CallSetup | None) -> CallSetupPublic:
@@ -100,25 +110,45 @@ async def create_call_tag(
     return tag_public(row)
 
 
-async def _tag(session: SessionDep, project: Project, tag_id: uuid.UUID) -> CallTag:
+async def _tag(
+    session: AsyncSession, principal: Principal, tag_id: uuid.UUID, *, lock: bool = False
+) -> TagInProject:
     row = await session.get(CallTag, tag_id)
-    if row is None or row.project_id != project.id:
+    if row is None or row.org_id != principal.org_id:
         raise not_found("Tag")
-    return row
+    # Writers lock the project first (as creation does), then read the tag set.
+    return TagInProject(row, await call_project(row.project_id, principal, session, lock=lock))
 
 
-@router.get("/projects/{project_id}/call-tags/{tag_id}")
-async def get_call_tag(
-    project: ReadableCallProject, tag_id: uuid.UUID, session: SessionDep
-) -> CallTagPublic:
-    return tag_public(await _tag(session, project, tag_id))
+@dataclass
+class TagInProject:
+    tag: CallTag
+    project: Project
 
 
-@router.put("/projects/{project_id}/call-tags/{tag_id}")
+async def readable_tag(tag_id: uuid.UUID, principal: ReadP, session: SessionDep) -> TagInProject:
+    return await _tag(session, principal, tag_id)
+
+
+async def writable_tag(tag_id: uuid.UUID, principal: TagsP, session: SessionDep) -> TagInProject:
+    return await _tag(session, principal, tag_id, lock=True)
+
+
+# Dependencies, so another organization's id is a 404 before the body is even looked at.
+ReadableTag = Annotated[TagInProject, Depends(readable_tag)]
+WritableTag = Annotated[TagInProject, Depends(writable_tag)]
+
+
+@router.get("/call-tags/{tag_id}")
+async def get_call_tag(found: ReadableTag) -> CallTagPublic:
+    return tag_public(found.tag)
+
+
+@router.put("/call-tags/{tag_id}")
 async def replace_call_tag(
-    project: TagsProject, tag_id: uuid.UUID, body: TagDefinition, session: SessionDep
+    found: WritableTag, body: TagDefinition, session: SessionDep
 ) -> CallTagPublic:
-    row = await _tag(session, project, tag_id)
+    row, project = found.tag, found.project
     others = [r for r in await project_tags(session, project.id) if r.id != row.id]
     if any(r.name == body.name for r in others):
         raise AppError(f"A tag named '{body.name}' already exists", "TAG_EXISTS", 409)
@@ -133,9 +163,9 @@ async def replace_call_tag(
     return tag_public(row)
 
 
-@router.delete("/projects/{project_id}/call-tags/{tag_id}", status_code=204)
-async def delete_call_tag(project: TagsProject, tag_id: uuid.UUID, session: SessionDep) -> None:
-    row = await _tag(session, project, tag_id)
+@router.delete("/call-tags/{tag_id}", status_code=204)
+async def delete_call_tag(found: WritableTag, session: SessionDep) -> None:
+    row, project = found.tag, found.project
     others = [r for r in await project_tags(session, project.id) if r.id != row.id]
     await check_tag_set(session, project.id, stored_tags(others), removing=True)
     await session.delete(row)

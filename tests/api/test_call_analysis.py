@@ -67,13 +67,10 @@ async def analyse(
     record_id: int | None = None,
 ) -> int:
     """What the intake's apply_tags → qa_score → summarize steps store for one call."""
+    # The agent (speaker 0) speaks first and third, the caller (1) second.
     utterances = [
-        Utterance(speaker=i % 2 if i else 0, start=i * 4.0, end=i * 4.0 + 3, text=t)
+        Utterance(speaker=1 if i == 1 else 0, start=i * 4.0, end=i * 4.0 + 3, text=t)
         for i, t in enumerate(lines)
-    ]
-    # The agent (speaker 0) speaks first and third in these calls.
-    utterances = [
-        u.model_copy(update={"speaker": 0 if i != 1 else 1}) for i, u in enumerate(utterances)
     ]
     started = datetime.now(UTC) - timedelta(days=days_ago, minutes=5)
     async with app.state.engine.begin() as conn:
@@ -175,20 +172,18 @@ class TestTags:
         # recovered ← loop ← recovered: refused, and the stored tag stays as it was.
         cyclic = {"kind": "derived", "name": "recovered", "condition": "loop and apology"}
         tag_id = by_name["recovered"]["id"]
-        r = await client.put(
-            url(project_id, f"call-tags/{tag_id}"), json=cyclic, headers=admin.headers
-        )
+        r = await client.put(f"/api/v1/call-tags/{tag_id}", json=cyclic, headers=admin.headers)
         assert r.status_code == 422 and r.json()["errorCode"] == "TAG_CYCLE"
-        got = await client.get(url(project_id, f"call-tags/{tag_id}"), headers=admin.headers)
+        got = await client.get(f"/api/v1/call-tags/{tag_id}", headers=admin.headers)
         assert got.json()["definition"]["condition"] == "declined and apology"
 
         r = await client.post(url(project_id, "call-tags"), json=TAGS[0], headers=admin.headers)
         assert r.status_code == 409 and r.json()["errorCode"] == "TAG_EXISTS"
         # Read by `loop` and by the scorecard's bundle.
-        r = await client.delete(url(project_id, f"call-tags/{tag_id}"), headers=admin.headers)
+        r = await client.delete(f"/api/v1/call-tags/{tag_id}", headers=admin.headers)
         assert r.status_code == 409 and r.json()["errorCode"] == "TAG_IN_USE"
         r = await client.delete(
-            url(project_id, f"call-tags/{by_name['inbound']['id']}"), headers=admin.headers
+            f"/api/v1/call-tags/{by_name['inbound']['id']}", headers=admin.headers
         )
         assert r.status_code == 204
 
@@ -226,14 +221,12 @@ class TestScorecards:
         v2 = dict(CARD, name="Support QA v2")
         v2["questions"] = [dict(CARD["questions"][0], points=10), *CARD["questions"][1:]]
         r = await client.post(
-            url(project_id, f"scorecards/{card['id']}/versions"), json=v2, headers=admin.headers
+            f"/api/v1/scorecards/{card['id']}/versions", json=v2, headers=admin.headers
         )
         assert r.status_code == 201, r.text
         assert r.json()["currentVersion"] == 2 and r.json()["name"] == "Support QA v2"
         versions = (
-            await client.get(
-                url(project_id, f"scorecards/{card['id']}/versions"), headers=admin.headers
-            )
+            await client.get(f"/api/v1/scorecards/{card['id']}/versions", headers=admin.headers)
         ).json()
         assert [v["version"] for v in versions["data"]] == [2, 1]
         assert versions["data"][1]["questions"][0]["points"] == 40
@@ -248,7 +241,7 @@ class TestScorecards:
         stray = dict(CARD, bundles=[])
         r = await client.post(url(project_id, "scorecards"), json=stray, headers=admin.headers)
         assert r.status_code == 422 and "bundleId" in r.json()["message"]
-        r = await client.get(url(project_id, f"scorecards/{uuid.uuid4()}"), headers=admin.headers)
+        r = await client.get(f"/api/v1/scorecards/{uuid.uuid4()}", headers=admin.headers)
         assert r.status_code == 404
 
 
@@ -376,7 +369,7 @@ class TestAnalysedCalls:
         v2 = dict(CARD)
         v2["questions"] = [dict(CARD["questions"][0], points=5), *CARD["questions"][1:]]
         r = await client.post(
-            url(project_id, f"scorecards/{card['data'][0]['id']}/versions"),
+            f"/api/v1/scorecards/{card['data'][0]['id']}/versions",
             json=v2,
             headers=admin.headers,
         )
