@@ -18,6 +18,10 @@ from api.routes import (
     api_keys,
     auth,
     callbacks,
+    calls_analysed,
+    calls_analytics,
+    calls_scorecards,
+    calls_setup,
     channels,
     codec,
     data_tables,
@@ -89,6 +93,10 @@ def api_router() -> APIRouter:
         do_not_contact,
         usage,
         webhooks,
+        calls_setup,
+        calls_scorecards,
+        calls_analysed,
+        calls_analytics,
     ):
         router.include_router(module.router)
     return router

@@ -23,8 +23,15 @@ from models import (
     user_session,
     vault_audit,
 )
+from models.call_analysis import analysed_call, scorecard_table
+from models.call_analysis import setup as call_setup
+from models.call_analysis import tags as call_tags
 
 __all__ = [
+    "analysed_call",
+    "call_setup",
+    "call_tags",
+    "scorecard_table",
     "api_key",
     "callback_event",
     "channel",
