@@ -2,6 +2,7 @@
 
 from models import (
     api_key,
+    call_transcript,
     callback_event,
     channel,
     data_table,
@@ -26,6 +27,7 @@ from models import (
 
 __all__ = [
     "api_key",
+    "call_transcript",
     "callback_event",
     "channel",
     "data_table",
