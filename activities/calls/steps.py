@@ -67,10 +67,10 @@ class Heartbeat:
         activity.heartbeat({"phase": self.phase, "bytes": self.done})
 
     @contextlib.asynccontextmanager
-    async def ticking(self) -> AsyncIterator[Heartbeat]:
+    async def ticking(self, every_s: float = HEARTBEAT_EVERY_S) -> AsyncIterator[Heartbeat]:
         async def tick() -> None:
             while True:
-                await asyncio.sleep(HEARTBEAT_EVERY_S)
+                await asyncio.sleep(every_s)
                 self.beat()
 
         task = asyncio.create_task(tick())

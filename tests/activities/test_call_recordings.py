@@ -3,15 +3,19 @@ server streamed to disk chunk by chunk with progress reported as it goes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.calls.audio import audio_format
 from activities.calls.recordings import CHUNK, RecordingStore, locate
+from activities.calls.steps import Heartbeat
 from activities.calls.targets import Target
 from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
 from infra.http_guard import AddressGuard
@@ -141,3 +145,26 @@ class TestStreamedDownload:
             await store.download(locate("x.wav", target, "listen"), tmp_path / "r", progress)
         assert caught.value.non_retryable
         assert "169.254.169.254" in caught.value.message
+
+
+class TestHeartbeat:
+    async def test_progress_and_silent_waits_both_heartbeat(self) -> None:
+        beats: list[Any] = []
+        env = ActivityEnvironment()
+        env.on_heartbeat = lambda *details: beats.append(details[0])
+
+        async def long_transcription() -> None:
+            async with Heartbeat().ticking(every_s=0.05) as beat:
+                beat.enter("downloading")
+                await beat.progress(CHUNK)
+                beat.enter("transcribing")
+                # The provider takes its time: nothing is reported, the ticker still beats.
+                await asyncio.sleep(0.3)
+
+        await env.run(long_transcription)
+        assert beats[:3] == [
+            {"phase": "downloading", "bytes": 0},
+            {"phase": "downloading", "bytes": CHUNK},
+            {"phase": "transcribing", "bytes": 0},
+        ]
+        assert beats[3:].count({"phase": "transcribing", "bytes": 0}) >= 3
