@@ -8,6 +8,7 @@ them in dependency order: API and worker first, then the servers they talk to.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,8 @@ class Stack:
     api_host: str
     api_port: int
     ports: list[tuple[int, str, str]] = field(default_factory=list)
+    # The operator's CXGEAR_PROVIDER_ALLOWED_HOSTS (environment or .env), kept for the apps.
+    provider_allowed_hosts: list[str] = field(default_factory=list)
     apps: list[Child] = field(default_factory=list)
 
     @property
@@ -121,6 +124,7 @@ def plan(settings: Settings) -> Stack:
         ),
         api_host=settings.api_host,
         api_port=settings.api_port,
+        provider_allowed_hosts=list(settings.provider_allowed_hosts),
     )
     # The UI asks our API to decode payloads (users still need to be signed in; see README).
     stack.temporal.ui_codec_endpoint = stack.codec_url
@@ -255,9 +259,7 @@ def _app_env(stack: Stack) -> dict[str, str]:
         CXGEAR_EMBEDDED_S3_ACCESS_KEY=stack.s3.keys.access_key,
         CXGEAR_EMBEDDED_S3_SECRET_KEY=stack.s3.keys.secret_key,
         # An s3 storage integration may name the embedded store although it is on loopback.
-        CXGEAR_PROVIDER_ALLOWED_HOSTS=",".join(
-            h for h in (os.environ.get("CXGEAR_PROVIDER_ALLOWED_HOSTS", ""), stack.s3_host) if h
-        ),
+        CXGEAR_PROVIDER_ALLOWED_HOSTS=json.dumps([*stack.provider_allowed_hosts, stack.s3_host]),
         # Log lines should reach the files as they happen, not when a buffer fills.
         PYTHONUNBUFFERED="1",
     )
