@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from activities.calls import CallActivities
 from activities.email import EmailActivities
 from activities.engine_db import EngineDbActivities
 from activities.function import FunctionActivities
@@ -58,6 +59,15 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     http = HttpActivities(deps.api_caller, deps.engine, deps.secrets, plans=plans)
     guard = deps.provider_guard
     llm = LlmActivities(deps.engine, deps.secrets, plans=plans, provider_guard=guard)
+    calls = CallActivities(
+        deps.engine,
+        deps.secrets,
+        plans=plans,
+        provider_guard=guard,
+        # Recording URLs obey the api_call address rules (CXGEAR_HTTP_ALLOWED_HOSTS).
+        http_guard=deps.api_caller.guard,
+        llm=llm,
+    )
     messaging = MessagingActivities(
         deps.engine,
         deps.secrets,
@@ -94,7 +104,8 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             supporting.prepare_supporting,
         ],
         "http": [http.api_call],
-        "llm": [llm.ai_agent],
+        "llm": [llm.ai_agent, calls.summarize],
+        "stt": [calls.transcribe],
         "messaging": [messaging.send_message],
         "email": [email.send_email],
     }

@@ -184,6 +184,10 @@ def _activity_timeout(data: dict[str, Any]) -> float:
         return float(data.get("timeout_s") or 120) + LLM_MARGIN_S
     if kind == "api_call":
         return float(data.get("timeout_s") or 10) + HTTP_MARGIN_S
+    if kind == "transcribe":
+        return float(data.get("timeout_s") or 3600) + HTTP_MARGIN_S
+    if kind == "summarize":
+        return float(data.get("timeout_s") or 120) + LLM_MARGIN_S
     if kind == "function":
         return FUNCTION_TIMEOUT_S
     return 0.0

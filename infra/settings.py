@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     vault_kubernetes_jwt_path: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
     vault_mount: str = "secret"
 
+    # `cxgear dev` runs an S3-compatible store (SeaweedFS) on this port and the seven after it,
+    # and tells the API and worker where it is and its keys (generated, kept in the state dir).
+    embedded_s3_port: int = 8333
+    embedded_s3_url: str | None = None
+    embedded_s3_access_key: str | None = None
+    embedded_s3_secret_key: SecretStr | None = None
+
     public_api_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -2,6 +2,7 @@
 
 from models import (
     api_key,
+    call_transcript,
     callback_event,
     channel,
     data_table,
@@ -33,6 +34,7 @@ __all__ = [
     "call_tags",
     "scorecard_table",
     "api_key",
+    "call_transcript",
     "callback_event",
     "channel",
     "data_table",

@@ -30,6 +30,8 @@ STEP_ACTIVITIES = {
     "run_function",
     "api_call",
     "ai_agent",
+    "transcribe",
+    "summarize",
     "send_message",
     "send_email",
 }

@@ -44,7 +44,9 @@ __all__ = [
     "STEP_TYPES",
     "Step",
     "StepBase",
+    "SummarizeStep",
     "TagStep",
+    "TranscribeStep",
     "WaitForCallbackStep",
     "WaitStep",
     "Window",
@@ -552,6 +554,82 @@ class EmailStep(_SendStep):
         return [("to", self.to), ("subject", self.subject), ("body", self.body)]
 
 
+TRANSCRIBE_OUTPUTS: Final = frozenset(
+    {"call_duration_s", "utterance_count", "speaker_count", "word_count", "no_speech"}
+)
+
+
+class TranscribeStep(LinearStep):
+    """Transcribes the record's call recording, speaker-separated, on the `stt` task queue.
+
+    The recording is downloaded from a storage integration (`s3`: an `s3://bucket/key` URL or
+    a key under the integration's prefix; `https`: a URL, under the same address rules as
+    `api_call`) in chunks, checked (WAV, MP3, OGG, FLAC, M4A/MP4 or WebM) and sent to the STT
+    integration (`deepgram`, or `mock_stt`, which reads the transcript file stored beside the
+    recording: `<name>.txt` with lines like `agent: hello`, or `<name>.json`). The transcript
+    is stored with the record, not in its outputs. A missing, empty or unsupported recording
+    fails the record with a clear error; a call without speech ends with the outcome
+    `no_speech`."""
+
+    type: Literal["transcribe"]
+    recording: Text = Field(
+        default="{{recording_url}}",
+        description="Where the recording is; a template (the row's `recording_url` by default).",
+    )
+    stt_integration_id: Text | None = Field(
+        default=None, description="Id of a `deepgram` or `mock_stt` integration."
+    )
+    storage_integration_id: Text | None = Field(
+        default=None,
+        description="Id of an `s3` or `https` integration; without it the recording must be an "
+        "https URL.",
+    )
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | (
+        None
+    ) = Field(default=None, description="Language code (e.g. `en`, `es-419`); the model's default.")
+    timeout_s: float = Field(
+        default=3600,
+        gt=0,
+        le=14400,
+        description="Seconds the download and transcription may take per attempt (long calls "
+        "take minutes); progress is reported meanwhile.",
+    )
+
+    outputs_doc: ClassVar[str] = (
+        "`call_duration_s`, `utterance_count`, `speaker_count`, `word_count` and `no_speech` "
+        "(true when nobody spoke). The utterances themselves are stored with the record."
+    )
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        return [("recording", self.recording)]
+
+
+class SummarizeStep(LinearStep):
+    """Summarizes the call's stored transcript with an LLM, on the `llm` task queue. A call
+    without speech is not sent to the model: its summary is empty and the outcome
+    `no_speech`."""
+
+    type: Literal["summarize"]
+    llm_integration_id: Text | None = Field(
+        default=None, description="Id of an `openai` (or `mock`) integration of the organization."
+    )
+    prompt: Text = Field(
+        default="Summarize this customer call in three sentences: why the customer called, "
+        "what the agent did, and how the call ended.",
+        description="The instruction given with the transcript; a template.",
+    )
+    model: str | None = Field(default=None, description="Model name; the integration's default.")
+    output: OutputName = Field(default="summary", description="Output name for the summary.")
+    timeout_s: float = Field(
+        default=120, gt=0, le=120, description="Seconds to wait for the model per attempt."
+    )
+
+    outputs_doc: ClassVar[str] = "`output` (`summary` unless renamed)."
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        return [("prompt", self.prompt)]
+
+
 def _ai_outputs(step: AiAgentStep) -> frozenset[str]:
     return frozenset(step.keys) if step.mode == "key_value" else frozenset({step.output})
 
@@ -568,7 +646,9 @@ Step = Annotated[
     | ApiCallStep
     | AiAgentStep
     | MessageStep
-    | EmailStep,
+    | EmailStep
+    | TranscribeStep
+    | SummarizeStep,
     Field(discriminator="type"),
 ]
 
@@ -585,6 +665,8 @@ _OUTPUTS: Final[dict[type[StepBase], Callable[[Any], frozenset[str] | None]]] = 
     AiAgentStep: _ai_outputs,
     MessageStep: lambda step: SEND_OUTPUTS,
     EmailStep: lambda step: SEND_OUTPUTS,
+    TranscribeStep: lambda step: TRANSCRIBE_OUTPUTS,
+    SummarizeStep: lambda step: frozenset({step.output}),
 }
 
 if set(get_args(get_args(Step)[0])) != set(_OUTPUTS):
