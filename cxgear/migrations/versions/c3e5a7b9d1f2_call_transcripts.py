@@ -1,7 +1,7 @@
 """call transcripts: one row per transcribed call record, the utterances as JSONB
 
 Revision ID: c3e5a7b9d1f2
-Revises: b8d4f2a6c1e3
+Revises: c9e3a5b7d2f4
 Create Date: 2026-12-06 07:00:00.000000
 
 The `transcribe` step stores the speaker-separated utterances here, keyed by the record, instead
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "c3e5a7b9d1f2"
-down_revision = "b8d4f2a6c1e3"
+down_revision = "c9e3a5b7d2f4"
 branch_labels = None
 depends_on = None
 
