@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from activities.calls import CallActivities
+from activities.calls import AnalysisActivities, CallActivities
 from activities.email import EmailActivities
 from activities.engine_db import EngineDbActivities
 from activities.function import FunctionActivities
@@ -68,6 +68,7 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
         http_guard=deps.api_caller.guard,
         llm=llm,
     )
+    analysis = AnalysisActivities(deps.engine, plans=plans, llm=llm)
     messaging = MessagingActivities(
         deps.engine,
         deps.secrets,
@@ -102,9 +103,10 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             steps.settle_wait,
             function.run_function,
             supporting.prepare_supporting,
+            analysis.qa_score,
         ],
         "http": [http.api_call],
-        "llm": [llm.ai_agent, calls.summarize],
+        "llm": [llm.ai_agent, calls.summarize, analysis.apply_tags],
         "stt": [calls.transcribe],
         "messaging": [messaging.send_message],
         "email": [email.send_email],

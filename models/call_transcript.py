@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Column, ForeignKey
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from models.base import created_field, jsonb_field, org_field
@@ -40,4 +41,8 @@ class CallTranscript(SQLModel, table=True):
     utterances: list[dict[str, Any]] = jsonb_field(list)
     # The provider's request id, to find the call in its dashboard.
     provider_request_id: str | None = Field(default=None, max_length=200)
+    # Milliseconds the speech-to-text took (download included).
+    stt_ms: int | None = None
+    # The analysis so far (`apply_tags`, `qa_score`), until the analysed call is written.
+    analysis: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     created_at: datetime = created_field()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.call_transcript import CallTranscript, Utterance
@@ -24,8 +25,10 @@ async def save_transcript(
     duration_s: float,
     utterances: Sequence[Utterance],
     provider_request_id: str | None = None,
-) -> None:
-    """Insert or replace the record's transcript (a retried step writes the same row again)."""
+    stt_ms: int | None = None,
+) -> bool:
+    """Insert or replace the record's transcript (a retried step writes the same row again);
+    True when the record had none before."""
     values = {
         "record_id": record_id,
         "org_id": org_id,
@@ -33,13 +36,31 @@ async def save_transcript(
         "duration_s": duration_s,
         "utterances": [u.model_dump(mode="json") for u in utterances],
         "provider_request_id": provider_request_id,
+        "stt_ms": stt_ms,
         "created_at": datetime.now(UTC),
     }
     stmt = insert(TABLE).values(**values)
-    await conn.execute(
+    # xmax is 0 on a freshly inserted row, set on one the conflict updated.
+    inserted = await conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[TABLE.c.record_id],
             set_={k: stmt.excluded[k] for k in values if k != "record_id"},
+        ).returning(text("(xmax = 0) as inserted"))
+    )
+    return bool(inserted.scalar_one())
+
+
+async def save_analysis(
+    conn: AsyncConnection, record_id: int, org_id: uuid.UUID, part: dict[str, Any]
+) -> None:
+    """Merges `part` (a step's results) into the transcript's analysis so far."""
+    await conn.execute(
+        update(TABLE)
+        .where(TABLE.c.record_id == record_id, TABLE.c.org_id == org_id)
+        .values(
+            analysis=func.coalesce(TABLE.c.analysis, text("'{}'::jsonb")).op("||")(
+                cast(part, JSONB)
+            )
         )
     )
 

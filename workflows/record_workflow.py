@@ -18,7 +18,7 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.calls import CallActivities
+    from activities.calls import AnalysisActivities, CallActivities
     from activities.email import EmailActivities
     from activities.engine_db import EngineDbActivities
     from activities.function import FunctionActivities
@@ -337,6 +337,23 @@ class RecordWorkflow:
                 retry_policy=STT_RETRY,
             )
             return transcribed
+        if kind == "apply_tags":
+            tagged: StepResult = await workflow.execute_activity_method(
+                AnalysisActivities.apply_tags,
+                run,
+                task_queue=inp.queues.llm,
+                start_to_close_timeout=timeout,
+                retry_policy=LLM_RETRY,
+            )
+            return tagged
+        if kind == "qa_score":
+            scored: StepResult = await workflow.execute_activity_method(
+                AnalysisActivities.qa_score,
+                run,
+                task_queue=inp.queues.main,
+                start_to_close_timeout=timeout,
+            )
+            return scored
         if kind == "summarize":
             summary: StepResult = await workflow.execute_activity_method(
                 CallActivities.summarize,

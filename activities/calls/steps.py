@@ -21,8 +21,10 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from activities.calls.analysis import with_analysed, write_analysed_call
+from activities.calls.context import CallRecord, call_record
 from activities.calls.recordings import Downloaded, Located, RecordingStore, locate
-from activities.calls.targets import Target, credentials, load_target, permanent, record_org
+from activities.calls.targets import Target, credentials, load_target, permanent
 from activities.calls.transcription import (
     Transcript,
     deepgram_transcribe,
@@ -36,8 +38,17 @@ from activities.steps import render
 from infra.http_guard import AddressGuard
 from infra.providers import ProviderGuard
 from infra.vault import SecretStore
-from models.call_transcript import Utterance
+from models.call_transcript import CallTranscript, Utterance
+from models.plan import Meter
 from store.call_transcripts import load_transcript, save_transcript, utterances_of
+from store.usage import (
+    PlanLimitReached,
+    PlanRefused,
+    consume_monthly,
+    limit_for,
+    monthly_usage,
+    org_plan,
+)
 from workflows.contracts import StepInput, StepResult
 
 STT_KINDS: Final = frozenset({"deepgram", "mock_stt"})
@@ -107,26 +118,31 @@ class CallActivities:
         run = await self.plans.step_run(inp)
         step = run.step
         step_id = str(step["id"])
-        if not step.get("stt_integration_id"):
-            raise permanent(
-                f"step {step_id}: no speech-to-text integration chosen (deepgram or mock_stt)",
-                "IntegrationNotFound",
-            )
+        call = await call_record(self.engine, run.record_id)
+        stt_id = call.integration(step, "stt")
+        storage_id = call.integration(step, "storage", required=False)
+        async with self.engine.connect() as conn:
+            saved = await load_transcript(conn, run.record_id, call.org_id)
+        if saved is not None:
+            # A retried attempt (the worker died after storing it): no second provider call,
+            # no second charge.
+            return _reused(run, saved)
         stt = await load_target(
             self.engine,
             run.record_id,
-            step["stt_integration_id"],
+            stt_id,
             kinds=STT_KINDS,
             step_id=step_id,
             what="a speech-to-text",
         )
+        await self._plan_allows(call, step_id)
         storage: Target | None = None
         storage_creds = None
-        if step.get("storage_integration_id"):
+        if storage_id:
             storage = await load_target(
                 self.engine,
                 run.record_id,
-                step["storage_integration_id"],
+                storage_id,
                 kinds=STORAGE_KINDS,
                 step_id=step_id,
                 what="a storage",
@@ -161,16 +177,23 @@ class CallActivities:
                         progress=beat.progress,
                     )
                     source = None
-        async with self.engine.begin() as conn:
-            await save_transcript(
-                conn,
-                record_id=run.record_id,
-                org_id=stt.org_id,
-                provider=transcript.provider,
-                duration_s=transcript.duration_s,
-                utterances=transcript.utterances,
-                provider_request_id=transcript.request_id,
-            )
+        try:
+            async with self.engine.begin() as conn:
+                first = await save_transcript(
+                    conn,
+                    record_id=run.record_id,
+                    org_id=stt.org_id,
+                    provider=transcript.provider,
+                    duration_s=transcript.duration_s,
+                    utterances=transcript.utterances,
+                    provider_request_id=transcript.request_id,
+                    stt_ms=int((time.monotonic() - started) * 1000),
+                )
+                if first:  # one charge per analysed call, with its transcript or not at all
+                    plan = await org_plan(conn, call.org_id)
+                    await consume_monthly(conn, call.org_id, plan, Meter.call_analyses)
+        except PlanLimitReached as exc:
+            raise permanent(f"step {step_id}: {exc}", "PLAN_LIMIT") from None
         # Ids, sizes and counts only: what was said stays in the database.
         activity.logger.info(
             "transcribe record %s step %s: %s, %d bytes of %s, %d utterances in %.1f s",
@@ -183,6 +206,21 @@ class CallActivities:
             time.monotonic() - started,
         )
         return _transcribed(run, transcript, recording, source)
+
+    async def _plan_allows(self, call: CallRecord, step_id: str) -> None:
+        """Refuse before the provider is paid when the month's call analyses are used up."""
+        async with self.engine.connect() as conn:
+            plan = await org_plan(conn, call.org_id)
+            used = (await monthly_usage(conn, call.org_id)).get(Meter.call_analyses, 0)
+        try:
+            limit = limit_for(plan, Meter.call_analyses)
+        except PlanRefused as exc:
+            raise permanent(f"step {step_id}: {exc}", "PLAN_LIMIT") from None
+        if used >= limit:
+            raise permanent(
+                f"step {step_id}: {PlanLimitReached(plan, Meter.call_analyses, limit)}",
+                "PLAN_LIMIT",
+            )
 
     async def _mock(
         self, store: RecordingStore, where: Located, recording: Downloaded, step_id: str
@@ -211,17 +249,18 @@ class CallActivities:
         step = run.step
         step_id = str(step["id"])
         output = str(step.get("output") or "summary")
-        org_id = await record_org(self.engine, run.record_id)
+        call = await call_record(self.engine, run.record_id)
         async with self.engine.connect() as conn:
-            stored = await load_transcript(conn, run.record_id, org_id)
+            stored = await load_transcript(conn, run.record_id, call.org_id)
         if stored is None:
             raise permanent(
                 f"step {step_id}: the call has no transcript; run a transcribe step first",
                 "TranscriptMissing",
             )
         utterances = utterances_of(stored)
+        started = time.monotonic()
         if not any(u.transcript.strip() for u in utterances):
-            return StepResult(
+            result = StepResult(
                 step_id,
                 str(step["type"]),
                 outcome="no_speech",
@@ -229,14 +268,28 @@ class CallActivities:
                 messages=["no speech in the call: nothing to summarize, no model was asked"],
                 next=step.get("next"),
             )
-        target = await self.llm.target(run, step.get("llm_integration_id"))
-        spec = OutputMode(mode="text", output=output, keys=(), labels=())
-        messages: Messages = [
-            {"role": "system", "content": render(run, step["prompt"])},
-            {"role": "user", "content": transcript_text(utterances)},
-        ]
-        result = await self.llm.complete(run, target, spec, messages, started=time.monotonic())
-        return replace(result, outcome="summarized")
+        else:
+            target = await self.llm.target(run, call.integration(step, "llm"))
+            prompt = step.get("prompt") or call.setup.summary_prompt
+            spec = OutputMode(mode="text", output=output, keys=(), labels=())
+            messages: Messages = [
+                {"role": "system", "content": render(run, prompt)},
+                {"role": "user", "content": transcript_text(utterances)},
+            ]
+            result = await self.llm.complete(run, target, spec, messages, started=started)
+            result = replace(result, outcome="summarized")
+        if not call.call_project:
+            return result
+        # The last step of the analysis: the analysed call, complete, written once.
+        analysed = await write_analysed_call(
+            self.engine,
+            run,
+            call,
+            stored,
+            str(result.outputs.get(output) or ""),
+            int((time.monotonic() - started) * 1000),
+        )
+        return with_analysed(result, analysed)
 
 
 def transcript_text(utterances: list[Utterance]) -> str:
@@ -249,6 +302,30 @@ def transcript_text(utterances: list[Utterance]) -> str:
     if len(text) > MAX_TRANSCRIPT_CHARS:
         text = text[:MAX_TRANSCRIPT_CHARS] + "\n[transcript cut here: the call is longer]"
     return text
+
+
+def _reused(run: StepRun, saved: CallTranscript) -> StepResult:
+    utterances = utterances_of(saved)
+    speech = any(u.transcript.strip() for u in utterances)
+    words = sum(len(u.transcript.split()) for u in utterances)
+    outputs = {
+        "call_duration_s": saved.duration_s,
+        "utterance_count": len(utterances) if speech else 0,
+        "speaker_count": len({u.speaker for u in utterances if u.transcript.strip()}),
+        "word_count": words,
+        "no_speech": not speech,
+    }
+    return StepResult(
+        str(run.step["id"]),
+        str(run.step["type"]),
+        outcome="transcribed" if speech else "no_speech",
+        outputs=outputs,
+        messages=[
+            f"{outputs['utterance_count']} utterances · {saved.duration_s:.1f} s · the "
+            f"transcript stored by an earlier attempt ({saved.provider}), provider not asked again"
+        ],
+        next=run.step.get("next"),
+    )
 
 
 def _transcribed(

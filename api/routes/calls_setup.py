@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import Allow, Principal, SessionDep
+from api.deps import Allow, Principal, SessionDep, TemporalDep
 from api.errors import AppError, not_found
+from api.services.calls.intake import resume_intake
 from api.services.calls.projects import (
     ReadableCallProject,
     SetupProject,
@@ -48,7 +49,7 @@ async def get_call_setup(project: ReadableCallProject, session: SessionDep) -> C
 
 @router.put("/projects/{project_id}/call-setup")
 async def put_call_setup(
-    project: SetupProject, body: ProjectCallSetup, session: SessionDep
+    project: SetupProject, body: ProjectCallSetup, session: SessionDep, temporal: TemporalDep
 ) -> CallSetupPublic:
     chosen = [
         i
@@ -71,13 +72,19 @@ async def put_call_setup(
                 f"Unknown integration(s): {', '.join(missing)}", "INTEGRATION_UNKNOWN", 422
             )
     row = await session.get(CallSetup, project.id)
+    was_complete = row is not None and setup_public(project, row).complete
     if row is None:
         row = CallSetup(project_id=project.id, org_id=project.org_id)
     row.settings = body.model_dump(mode="json")
     row.updated_at = datetime.now(UTC)
     session.add(row)
     await session.flush()
-    return setup_public(project, row)
+    out = setup_public(project, row)
+    if out.complete and not was_complete:
+        # The nightly intake created with the project waited for this; a later pause by
+        # someone is theirs to undo.
+        await resume_intake(session, temporal, project)
+    return out
 
 
 def tag_public(row: CallTag) -> CallTagPublic:

@@ -31,6 +31,8 @@ STEP_ACTIVITIES = {
     "api_call",
     "ai_agent",
     "transcribe",
+    "apply_tags",
+    "qa_score",
     "summarize",
     "send_message",
     "send_email",
