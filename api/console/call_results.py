@@ -3,6 +3,7 @@ marked, tags, score breakdown with supervisors' overrides beside the originals, 
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -24,7 +25,7 @@ Filter = Annotated[str, Query(max_length=200)]
 async def calls_page(
     request: Request,
     me: MeDep,
-    project_id: str,
+    project_id: uuid.UUID,
     band: Filter = "",
     tag: Filter = "",
     agent: Filter = "",
@@ -38,14 +39,14 @@ async def calls_page(
     status, error = 200, None
     try:
         calls = await api.get(
-            f"/projects/{project['id']}/analysed-calls", after=after, limit=PAGE, **filters
+            f"/projects/{project_id}/analysed-calls", after=after, limit=PAGE, **filters
         )
     except ApiError as err:
         # A filter the API refuses (a malformed date, a band that does not exist) is shown
         # above an empty list, with the form as typed.
         status, error = err.status, form_problem(err)
         calls = {"data": [], "nextAfter": None}
-    tags = (await api.get(f"/projects/{project['id']}/call-tags"))["data"]
+    tags = (await api.get(f"/projects/{project_id}/call-tags"))["data"]
     context = {
         "me": me,
         "project": project,

@@ -369,3 +369,22 @@ class TestAnalysedCalls:
             assert "No calls in this window." in page.text
         page = await client.get(f"/projects/{project_id}/calls")
         assert "No analysed calls." in page.text
+
+
+class TestPaging:
+    async def test_next_page_keeps_the_filters(self, client: AsyncClient, app: FastAPI) -> None:
+        await browser_signup(client)
+        project_id = await call_project_in_console(client)
+        me = await session_account(client)
+        ids = [await analyse(app, me, project_id, GOOD, agent="ann") for _ in range(51)]
+        await analyse(app, me, project_id, GOOD, agent="cy")
+        base = f"/projects/{project_id}/calls"
+        first = await client.get(base, params={"agent": "ann"})
+        assert first.text.count('<a href="/calls/') == 50
+        assert f'href="/calls/{ids[0]}"' not in first.text  # newest first
+        link = re.search(r'id="next-page" href="([^"]+)"', first.text)
+        assert link
+        second = await client.get(link.group(1).replace("&amp;", "&"))
+        assert second.text.count('<a href="/calls/') == 1
+        assert f'href="/calls/{ids[0]}"' in second.text
+        assert 'id="next-page"' not in second.text and "First page" in second.text
