@@ -9,6 +9,7 @@ import secrets
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -159,6 +160,7 @@ class TestCallAnalyzer:
         expect(page.locator("#item-solve .final")).to_have_text("60")
         expect(page.locator("#item-solve")).to_contain_text("Resolved the decline on the call")
         expect(page.locator("#call-score")).to_contain_text("100 / 100")
+        page.screenshot(path=str(Path(output_path) / "call-page.png"), full_page=True)
 
         page.get_by_role("link", name="Analytics", exact=True).click()
         expect(page.locator("#fig-good")).to_have_text("1")
