@@ -42,8 +42,8 @@ def mount_console(app: FastAPI) -> None:
         call_setup,
         call_tags,
         call_scorecards,
+        call_analytics,  # before call_results: /calls/analytics is not /calls/{call_id}
         call_results,
-        call_analytics,
     ):
         app.include_router(
             module.router, include_in_schema=False, dependencies=[Depends(ConsolePage())]
