@@ -20,7 +20,6 @@ AUDIO_UPLOAD = {
         "required": True,
         "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "audio/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
