@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -90,14 +91,12 @@ def openai_fake() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-async def cx(api_url: str, account: Account, *args: str) -> tuple[int, str]:
+async def cx(api_url: str, account: Account, *args: str, terminal: bool = False) -> tuple[int, str]:
+    env = {"CXGEAR_API_URL": api_url, "CXGEAR_TOKEN": account.token, "COLUMNS": "200"}
+    # rich draws its progress bars only on a terminal; TTY_COMPATIBLE=1 says stderr is one.
+    env["TTY_COMPATIBLE"] = "1" if terminal else "0"
     # In a thread: the in-process worker shares this event loop and must keep running meanwhile.
-    result = await asyncio.to_thread(
-        runner.invoke,
-        cli,
-        ["calls", *args],
-        env={"CXGEAR_API_URL": api_url, "CXGEAR_TOKEN": account.token, "COLUMNS": "200"},
-    )
+    result = await asyncio.to_thread(runner.invoke, cli, ["calls", *args], env=env)
     return result.exit_code, result.output
 
 
@@ -236,8 +235,10 @@ class TestAnalyseCommand:
         )
 
         assert code == 0, output
-        for call in audio:
-            assert f"uploaded {call}.wav" in output
+        # Not a terminal: no bars, a line per file.
+        uploaded = [line for line in output.splitlines() if line.startswith("uploaded ")]
+        assert [line.split()[1] for line in uploaded] == [f"{call}.wav" for call in audio]
+        assert "recording(s)" not in output
         assert "job completed: 3 completed, 0 failed, 0 cancelled of 3" in output
         assert f"/api/v1/projects/{calls.id}/analysed-calls" in output
         # Each recording is in the bucket, byte for byte, under the storage integration's prefix.
@@ -265,6 +266,30 @@ class TestAnalyseCommand:
             assert record["status"] == "completed", record
             assert record["outcomes"]["utterance_count"] == 2
             assert record["outcomes"]["summary"] == "A call of 2 turns opened by 0."
+
+    async def test_on_a_terminal_bars_show_the_bytes_per_file_and_in_total(
+        self,
+        client: AsyncClient,
+        worker: Client,
+        api_url: str,
+        s3_server: EmbeddedSeaweedFS,
+        calls: CallProject,
+        tmp_path: Path,
+    ) -> None:
+        files = [tmp_path / "first.wav", tmp_path / "second.wav"]
+        files[0].write_bytes(noise_wav(150_000))
+        files[1].write_bytes(noise_wav(250_000))
+        code, output = await cx(
+            api_url, calls.account, "analyse", *map(str, files), "-p", calls.id, terminal=True
+        )
+        assert code == 0, output
+        # The bars' last state: each file and the total, sent in full.
+        assert re.search(r"2 recording\(s\).*400\.\d/400\.\d kB", output), output
+        assert re.search(r"first\.wav.*150\.\d/150\.\d kB", output), output
+        assert re.search(r"second\.wav.*250\.\d/250\.\d kB", output), output
+        assert "uploaded first.wav (150.0 kB) → s3://" in output
+        assert re.search(r"job \S+ started: Call intake over 2 call\(s\)", output)
+        assert len(objects(s3_server, calls.prefix)) == 2
 
     async def test_a_missing_or_non_audio_file_uploads_nothing(
         self,
