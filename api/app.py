@@ -20,6 +20,7 @@ from api.routes import (
     callbacks,
     calls_analysed,
     calls_analytics,
+    calls_recordings,
     calls_scorecards,
     calls_setup,
     channels,
@@ -53,6 +54,7 @@ from infra.temporal_client import connect_temporal
 from infra.vault import SecretStore, VaultUnavailable
 
 UPLOAD_SUFFIXES = ("/import", "/append")
+RECORDING_SUFFIX = "/recordings"
 
 
 class TemporalProvider:
@@ -97,6 +99,7 @@ def api_router() -> APIRouter:
         calls_scorecards,
         calls_analysed,
         calls_analytics,
+        calls_recordings,
     ):
         router.include_router(module.router)
     return router
@@ -152,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(app.openapi())
 
     def limit_for(path: str) -> int:
+        if path.endswith(RECORDING_SUFFIX):
+            return settings.max_recording_bytes
         return (
             settings.max_upload_bytes if path.endswith(UPLOAD_SUFFIXES) else settings.max_body_bytes
         )

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     session_ttl: timedelta = timedelta(hours=12)
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 2_147_483_648
+    # A call recording uploaded through the API (POST /projects/{id}/recordings).
+    max_recording_bytes: int = 2_147_483_648
     max_columns: int = 200
     # How long an Idempotency-Key on the ingest endpoints replays its first answer.
     ingest_idempotency_ttl: timedelta = timedelta(hours=24)

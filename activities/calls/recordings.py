@@ -23,10 +23,10 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.calls.audio import ACCEPTED, SNIFF_BYTES, audio_format
 from activities.calls.targets import Target, permanent
 from infra.http_guard import AddressGuard, BlockedAddressError, GuardedTransport
 from infra.providers import ProviderGuard, ProviderUrlBlocked, s3_client
+from models.call_analysis.audio import ACCEPTED, SNIFF_BYTES, audio_format
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -13,13 +13,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.calls.audio import audio_format
 from activities.calls.recordings import CHUNK, RecordingStore, locate
 from activities.calls.steps import Heartbeat
 from activities.calls.targets import Target
 from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
 from infra.http_guard import AddressGuard
 from infra.providers import ProviderGuard
+from models.call_analysis.audio import audio_format
 from tests.fakes.signed import FAKE_HOST
 
 

@@ -47,3 +47,5 @@ SetupProject = Annotated[Project, _dependency("pca.setup", lock=True)]
 TagsProject = Annotated[Project, _dependency("pca.tags", lock=True)]
 QaProject = Annotated[Project, _dependency("pca.qa", lock=True)]
 AnalyticsProject = Annotated[Project, _dependency("analytics.read")]
+# Uploading recordings is part of running the intake on them.
+RunCallProject = Annotated[Project, _dependency("spinners.run")]
