@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from activities.calls import AnalysisActivities, CallActivities
 from activities.email import EmailActivities
 from activities.engine_db import EngineDbActivities
 from activities.function import FunctionActivities
@@ -58,6 +59,16 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
     http = HttpActivities(deps.api_caller, deps.engine, deps.secrets, plans=plans)
     guard = deps.provider_guard
     llm = LlmActivities(deps.engine, deps.secrets, plans=plans, provider_guard=guard)
+    calls = CallActivities(
+        deps.engine,
+        deps.secrets,
+        plans=plans,
+        provider_guard=guard,
+        # Recording URLs obey the api_call address rules (CXGEAR_HTTP_ALLOWED_HOSTS).
+        http_guard=deps.api_caller.guard,
+        llm=llm,
+    )
+    analysis = AnalysisActivities(deps.engine, plans=plans, llm=llm)
     messaging = MessagingActivities(
         deps.engine,
         deps.secrets,
@@ -92,9 +103,11 @@ def build_activities(deps: ActivityDeps) -> dict[str, list[Callable[..., Any]]]:
             steps.settle_wait,
             function.run_function,
             supporting.prepare_supporting,
+            analysis.qa_score,
         ],
         "http": [http.api_call],
-        "llm": [llm.ai_agent],
+        "llm": [llm.ai_agent, calls.summarize, analysis.apply_tags],
+        "stt": [calls.transcribe],
         "messaging": [messaging.send_message],
         "email": [email.send_email],
     }

@@ -310,7 +310,8 @@ class EngineDbActivities:
             sched = (
                 await conn.execute(
                     text(
-                        "select s.org_id, s.spinner_id, s.table_id, s.only_new, sp.project_id,"
+                        "select s.org_id, s.spinner_id, s.table_id, s.only_new,"
+                        " s.only_unanalysed, sp.project_id,"
                         " t.metadata_fields from spinner_schedule s"
                         " join spinner sp on sp.id = s.spinner_id"
                         " join data_table t on t.id = s.table_id where s.id = :id"
@@ -330,7 +331,11 @@ class EngineDbActivities:
                 schedule_firing=firing,
             )
             try:
-                rows = TableRows(only_new=sched.only_new, skip_if_empty=True)
+                rows = TableRows(
+                    only_new=sched.only_new,
+                    skip_if_empty=True,
+                    only_unanalysed=sched.only_unanalysed,
+                )
                 job = await create_job(conn, new, rows)
             except NoPublishedVersion:
                 return ScheduledJob(None, reason="spinner has no published version")

@@ -334,14 +334,8 @@ class LlmActivities:
     async def agent(self, run: StepRun) -> StepResult:
         started = time.monotonic()
         step = run.step
-        step_id = str(step["id"])
-        target = await self._target(run)
+        target = await self.target(run, step.get("integration_id"))
         spec = OutputMode.of(step)
-        model = str(
-            step.get("model") or target.config.get("default_model") or DEFAULT_MODELS[target.kind]
-        )
-        temperature = float(step.get("temperature", 0.2))
-        timeout_s = float(step.get("timeout_s") or 120)
         system = render(run, step["role"])
         if spec.instruction():
             system = f"{system}\n\n{spec.instruction()}"
@@ -349,6 +343,25 @@ class LlmActivities:
             {"role": "system", "content": system},
             {"role": "user", "content": render(run, step["task"])},
         ]
+        return await self.complete(run, target, spec, messages, started=started)
+
+    async def complete(
+        self,
+        run: StepRun,
+        target: LlmTarget,
+        spec: OutputMode,
+        messages: Messages,
+        *,
+        started: float,
+    ) -> StepResult:
+        """Asks the model, with one corrective retry when the answer does not fit `spec`."""
+        step = run.step
+        step_id = str(step["id"])
+        model = str(
+            step.get("model") or target.config.get("default_model") or DEFAULT_MODELS[target.kind]
+        )
+        temperature = float(step.get("temperature", 0.2))
+        timeout_s = float(step.get("timeout_s") or 120)
 
         if target.kind == "mock":
             done = mock_complete(model, messages, spec)
@@ -427,10 +440,14 @@ class LlmActivities:
             next=step.get("next"),
         )
 
-    async def _target(self, run: StepRun) -> LlmTarget:
-        """The step's integration, looked up within the record's organization only."""
+    async def target(self, run: StepRun, raw: object) -> LlmTarget:
+        """The LLM integration `raw` names, looked up within the record's organization only."""
         step_id = run.step["id"]
-        raw = run.step.get("integration_id")
+        if raw is None:
+            raise permanent(
+                f"step {step_id}: no LLM integration chosen (an openai or mock integration id)",
+                "IntegrationNotFound",
+            )
         try:
             integration_id = uuid.UUID(str(raw))
         except ValueError:

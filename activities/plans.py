@@ -36,6 +36,9 @@ from workflows.contracts import (
 SEND_TIMEOUT_S = 20.0
 FUNCTION_TIMEOUT_S = 30.0
 LLM_MARGIN_S = 10.0
+# apply_tags asks the model once per GenAI tag group; its attempt allows this many groups.
+GENAI_GROUPS_BUDGET = 5
+QA_SCORE_TIMEOUT_S = 30.0
 HTTP_MARGIN_S = 5.0
 
 
@@ -184,6 +187,15 @@ def _activity_timeout(data: dict[str, Any]) -> float:
         return float(data.get("timeout_s") or 120) + LLM_MARGIN_S
     if kind == "api_call":
         return float(data.get("timeout_s") or 10) + HTTP_MARGIN_S
+    if kind == "transcribe":
+        return float(data.get("timeout_s") or 3600) + HTTP_MARGIN_S
+    if kind == "summarize":
+        return float(data.get("timeout_s") or 120) + LLM_MARGIN_S
+    if kind == "apply_tags":
+        # One model call per GenAI tag group, each up to timeout_s.
+        return GENAI_GROUPS_BUDGET * float(data.get("timeout_s") or 120) + LLM_MARGIN_S
+    if kind == "qa_score":
+        return QA_SCORE_TIMEOUT_S
     if kind == "function":
         return FUNCTION_TIMEOUT_S
     return 0.0

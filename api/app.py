@@ -18,6 +18,11 @@ from api.routes import (
     api_keys,
     auth,
     callbacks,
+    calls_analysed,
+    calls_analytics,
+    calls_recordings,
+    calls_scorecards,
+    calls_setup,
     channels,
     codec,
     data_tables,
@@ -49,6 +54,7 @@ from infra.temporal_client import connect_temporal
 from infra.vault import SecretStore, VaultUnavailable
 
 UPLOAD_SUFFIXES = ("/import", "/append")
+RECORDING_SUFFIX = "/recordings"
 
 
 class TemporalProvider:
@@ -89,6 +95,11 @@ def api_router() -> APIRouter:
         do_not_contact,
         usage,
         webhooks,
+        calls_setup,
+        calls_scorecards,
+        calls_analysed,
+        calls_analytics,
+        calls_recordings,
     ):
         router.include_router(module.router)
     return router
@@ -144,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(app.openapi())
 
     def limit_for(path: str) -> int:
+        if path.endswith(RECORDING_SUFFIX):
+            return settings.max_recording_bytes
         return (
             settings.max_upload_bytes if path.endswith(UPLOAD_SUFFIXES) else settings.max_body_bytes
         )

@@ -12,6 +12,7 @@ from rich.console import Console
 from cxgear import __version__
 from cxgear.cli_admin import integrations_app, secrets_app
 from cxgear.cli_callbacks import callbacks_app
+from cxgear.cli_calls import calls_app
 from cxgear.cli_docs import docs_app
 from cxgear.cli_jobs import jobs_app, records_app
 from cxgear.cli_keys import keys_app
@@ -46,6 +47,7 @@ app.add_typer(records_app, name="records", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(keys_app, name="api-keys", no_args_is_help=True)
 app.add_typer(callbacks_app, name="callbacks")
+app.add_typer(calls_app, name="calls")
 app.add_typer(orgs_app, name="orgs")
 codec_app = typer.Typer(help="The payload codec's keys (in Vault).", no_args_is_help=True)
 app.add_typer(codec_app, name="codec")

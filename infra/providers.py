@@ -25,13 +25,15 @@ import base64
 import binascii
 import urllib.request
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import boto3
 import httpx
 import httpx2
 import openai
 import python_http_client  # type: ignore[import-untyped]  # no py.typed
+from botocore.config import Config as BotoConfig
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,6 +49,9 @@ from twilio.rest import Client as TwilioClient  # type: ignore[import-untyped]
 from infra.http_guard import AddressGuard, BlockedAddressError, GuardedTransport
 from infra.http_guard_httpx2 import GuardedTransport2
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 __all__ = [
     "PROVIDER_HOSTS_SETTING",
     "OPENAI_TIMEOUT_S",
@@ -57,6 +62,7 @@ __all__ = [
     "ProviderUrlBlocked",
     "deepgram_client",
     "openai_client",
+    "s3_client",
     "sendgrid_client",
     "sendgrid_signature_valid",
     "twilio_client",
@@ -66,6 +72,8 @@ __all__ = [
 OPENAI_TIMEOUT_S = 120.0
 DEEPGRAM_TIMEOUT_S = 300.0
 TWILIO_TIMEOUT_S = 30.0
+S3_CONNECT_TIMEOUT_S = 10.0
+S3_READ_TIMEOUT_S = 60.0
 
 
 def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
@@ -91,7 +99,7 @@ class ProviderUrlBlocked(ValueError):
 
 PROVIDER_HOSTS_SETTING = "CXGEAR_PROVIDER_ALLOWED_HOSTS"
 # The config keys holding a base URL, across kinds.
-_URL_KEYS = ("base_url", "api_base_url")
+_URL_KEYS = ("base_url", "api_base_url", "endpoint_url")
 
 
 class ProviderGuard:
@@ -345,3 +353,36 @@ async def deepgram_client(
         max_retries=0,
         httpx_client=guard.http_client(DEEPGRAM_TIMEOUT_S) if base_url else None,
     )
+
+
+# --- S3-compatible storage ----------------------------------------------------------------------
+
+
+async def s3_client(
+    config: Mapping[str, Any], creds: Mapping[str, Any], *, guard: ProviderGuard
+) -> S3Client:
+    """A boto3 S3 client; `config["endpoint_url"]` names an S3-compatible store (None: AWS).
+
+    boto3 runs on its own HTTP stack, so the endpoint is vetted here, when the client is built
+    (like Twilio's and SendGrid's); S3 answers with no redirects boto3 would follow elsewhere.
+    """
+    access_key = _required_str(creds, "access_key_id")
+    secret_key = _required_str(creds, "secret_access_key")
+    endpoint = _optional_str(config, "endpoint_url")
+    await guard.vet(config)
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=_optional_str(config, "region") or "us-east-1",
+        config=BotoConfig(
+            # Our activities own the retry policy.
+            retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=S3_CONNECT_TIMEOUT_S,
+            read_timeout=S3_READ_TIMEOUT_S,
+            # Path-style works with every S3-compatible store (SeaweedFS, MinIO) and with AWS.
+            s3={"addressing_style": "path"},
+        ),
+    )
+    return client

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     vault_kubernetes_jwt_path: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
     vault_mount: str = "secret"
 
+    # `cxgear dev` runs an S3-compatible store (SeaweedFS) on this port and the seven after it,
+    # and tells the API and worker where it is and its keys (generated, kept in the state dir).
+    embedded_s3_port: int = 8333
+    embedded_s3_url: str | None = None
+    embedded_s3_access_key: str | None = None
+    embedded_s3_secret_key: SecretStr | None = None
+
     public_api_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -79,6 +86,8 @@ class Settings(BaseSettings):
     session_ttl: timedelta = timedelta(hours=12)
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 2_147_483_648
+    # A call recording uploaded through the API (POST /projects/{id}/recordings).
+    max_recording_bytes: int = 2_147_483_648
     max_columns: int = 200
     # How long an Idempotency-Key on the ingest endpoints replays its first answer.
     ingest_idempotency_ttl: timedelta = timedelta(hours=24)

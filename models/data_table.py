@@ -143,3 +143,9 @@ class KeyIngestBody(RequestBody):
 class IngestResult(PublicModel):
     ok: bool = True
     inserted: int
+
+
+class RowsAppended(PublicModel):
+    inserted: int
+    # In the order of the records sent: a run over just these rows passes them as `rowIds`.
+    row_ids: list[int]

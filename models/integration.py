@@ -40,6 +40,13 @@ class IntegrationKind(StrEnum):
     twilio = "twilio"
     sendgrid = "sendgrid"
     deepgram = "deepgram"
+    mock_stt = "mock_stt"
+    s3 = "s3"
+    https = "https"
+
+
+# Kinds that call no provider: shown as mock everywhere.
+MOCK_KINDS = frozenset({IntegrationKind.mock, IntegrationKind.mock_stt})
 
 
 class Integration(SQLModel, table=True):
@@ -134,6 +141,40 @@ class SendGridConfig(_HostConfig):
         return {**super().stored(), "event_public_key": self.event_public_key}
 
 
+class MockSttConfig(IntegrationSchema):
+    def stored(self) -> dict[str, Any]:
+        return {}
+
+
+BucketName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"),
+]
+KeyPrefix = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+class S3Config(IntegrationSchema):
+    # Any S3-compatible store; None is AWS itself.
+    endpoint_url: HttpUrl | None = None
+    bucket: BucketName
+    # Keys of recordings given without a bucket are read under this prefix.
+    prefix: KeyPrefix = ""
+    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = "us-east-1"
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "endpoint_url": _url(self.endpoint_url),
+            "bucket": self.bucket,
+            "prefix": self.prefix.strip("/"),
+            "region": self.region,
+        }
+
+
+class HttpsStorageConfig(IntegrationSchema):
+    def stored(self) -> dict[str, Any]:
+        return {}
+
+
 class ApiKeyCredentials(IntegrationSchema):
     api_key: Secret
 
@@ -143,6 +184,13 @@ class TwilioCredentials(IntegrationSchema):
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
     ]
     auth_token: Secret
+
+
+class S3Credentials(IntegrationSchema):
+    access_key_id: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
+    ]
+    secret_access_key: Secret
 
 
 class KindSpec(BaseModel):
@@ -168,6 +216,22 @@ KINDS: dict[IntegrationKind, KindSpec] = {
     ),
     IntegrationKind.deepgram: KindSpec(
         config=DeepgramConfig, credentials=ApiKeyCredentials, label="Deepgram speech-to-text"
+    ),
+    IntegrationKind.mock_stt: KindSpec(
+        config=MockSttConfig,
+        credentials=None,
+        label="Mock speech-to-text: reads the transcript file stored beside each recording "
+        "(<name>.txt or <name>.json), calls no provider",
+    ),
+    IntegrationKind.s3: KindSpec(
+        config=S3Config,
+        credentials=S3Credentials,
+        label="S3-compatible object storage for call recordings",
+    ),
+    IntegrationKind.https: KindSpec(
+        config=HttpsStorageConfig,
+        credentials=None,
+        label="Recordings at plain HTTPS URLs (the api_call address rules apply)",
     ),
 }
 

@@ -22,6 +22,8 @@ class SpinnerSchedule(SQLModel, table=True):
     cron: str = Field(max_length=100)
     timezone: str = Field(default="UTC", max_length=64)
     only_new: bool = False
+    # Only rows with no analysed call yet (a call_analyzer project's nightly intake).
+    only_unanalysed: bool = False
     paused: bool = False
     created_at: datetime = created_field()
 
@@ -40,6 +42,7 @@ class SchedulePublic(PublicModel):
     cron: str
     timezone: str
     only_new: bool
+    only_unanalysed: bool
     paused: bool
     created_at: datetime
     next_runs: list[datetime] = []

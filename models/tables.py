@@ -2,6 +2,7 @@
 
 from models import (
     api_key,
+    call_transcript,
     callback_event,
     channel,
     data_table,
@@ -23,9 +24,17 @@ from models import (
     user_session,
     vault_audit,
 )
+from models.call_analysis import analysed_call, scorecard_table
+from models.call_analysis import setup as call_setup
+from models.call_analysis import tags as call_tags
 
 __all__ = [
+    "analysed_call",
+    "call_setup",
+    "call_tags",
+    "scorecard_table",
     "api_key",
+    "call_transcript",
     "callback_event",
     "channel",
     "data_table",

@@ -47,6 +47,8 @@ class TableRows:
     only_new: bool = False
     # No rows: create no job and charge nothing (raise NoRows) — a schedule's firing.
     skip_if_empty: bool = False
+    # Only rows that have no analysed call in the project yet (the Call Analyzer's intake).
+    only_unanalysed: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,13 @@ async def _snapshot_rows(
         where.append(
             "not exists (select 1 from record r join job j on j.id = r.job_id"
             " where j.spinner_id = :spinner and r.row_id = d.row_id and r.job_id <> :job)"
+        )
+    if rows.only_unanalysed:
+        # Driven from the project's analysed calls (indexed by org and project), not per row.
+        where.append(
+            "d.row_id not in (select r.row_id from analysed_call a join record r on"
+            " r.id = a.record_id where a.org_id = :org and a.project_id = :project"
+            " and r.row_id is not null)"
         )
     inserted = await conn.execute(
         text(

@@ -18,6 +18,7 @@ from typing import IO
 import psutil
 
 from cxgear.stack.ports import free_port
+from cxgear.stack.seaweedfs import PORTS as SEAWEEDFS_PORTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,7 @@ def dev_env(state_dir: Path, ports: dict[str, int]) -> dict[str, str]:
         CXGEAR_TEMPORAL_UI_PORT=str(ports["ui"]),
         CXGEAR_VAULT_ADDRESS=f"http://127.0.0.1:{ports['bao']}",
         CXGEAR_API_PORT=str(ports["api"]),
+        CXGEAR_EMBEDDED_S3_PORT=str(ports["s3"]),
         CXGEAR_PUBLIC_API_URL=f"http://127.0.0.1:{ports['api']}",
     )
     return env
@@ -97,6 +99,8 @@ def running_dev(
         "ui": free_port(),
         "bao": free_port(consecutive=2),
         "api": free_port(),
+        # SeaweedFS's S3 gateway and the master, volume and filer ports after it.
+        "s3": free_port(consecutive=SEAWEEDFS_PORTS),
     }
     proc = subprocess.Popen(
         list(command),

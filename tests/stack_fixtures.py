@@ -7,6 +7,7 @@ starts only when a test first asks for it, on a free loopback port, and stops at
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
@@ -16,12 +17,15 @@ from cxgear.stack import StackError, find_binary
 from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import free_port
 from cxgear.stack.postgres import EmbeddedPostgres
+from cxgear.stack.seaweedfs import PORTS as SEAWEEDFS_PORTS
+from cxgear.stack.seaweedfs import EmbeddedSeaweedFS, S3Keys
 from cxgear.stack.temporal import EmbeddedTemporal
 
 __all__ = [
     "free_port",
     "openbao_server",
     "postgres_server",
+    "s3_server",
     "temporal_server",
     "time_skipping_env_path",
 ]
@@ -96,6 +100,27 @@ def openbao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
         )
 
     server = _start("OpenBao", make)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSeaweedFS]:
+    """SeaweedFS with its S3 gateway and a `recordings` bucket; `.endpoint_url`, `.keys`,
+    `.client()`."""
+    root = tmp_path_factory.mktemp("seaweedfs")
+    keys = S3Keys("cxtest" + uuid.uuid4().hex[:10], uuid.uuid4().hex + uuid.uuid4().hex)
+
+    def make(attempt: int) -> EmbeddedSeaweedFS:
+        return EmbeddedSeaweedFS(
+            root / f"data{attempt}",
+            free_port(consecutive=SEAWEEDFS_PORTS),
+            keys=keys,
+            buckets=("recordings",),
+            log_file=root / f"seaweedfs{attempt}.log",
+        )
+
+    server = _start("SeaweedFS", make)
     yield server
     server.stop()
 

@@ -18,6 +18,7 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.calls import AnalysisActivities, CallActivities
     from activities.email import EmailActivities
     from activities.engine_db import EngineDbActivities
     from activities.function import FunctionActivities
@@ -81,6 +82,15 @@ LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
+    maximum_attempts=4,
+)
+# Long recordings take minutes to download and transcribe; a silent worker is presumed dead
+# after this and the attempt retried elsewhere.
+STT_HEARTBEAT = timedelta(seconds=60)
+STT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
     maximum_attempts=4,
 )
 OUTCOME_TARGETS = {
@@ -317,6 +327,42 @@ class RecordWorkflow:
                 retry_policy=LLM_RETRY,
             )
             return llm_result
+        if kind == "transcribe":
+            transcribed: StepResult = await workflow.execute_activity_method(
+                CallActivities.transcribe,
+                run,
+                task_queue=inp.queues.stt,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=STT_HEARTBEAT,
+                retry_policy=STT_RETRY,
+            )
+            return transcribed
+        if kind == "apply_tags":
+            tagged: StepResult = await workflow.execute_activity_method(
+                AnalysisActivities.apply_tags,
+                run,
+                task_queue=inp.queues.llm,
+                start_to_close_timeout=timeout,
+                retry_policy=LLM_RETRY,
+            )
+            return tagged
+        if kind == "qa_score":
+            scored: StepResult = await workflow.execute_activity_method(
+                AnalysisActivities.qa_score,
+                run,
+                task_queue=inp.queues.main,
+                start_to_close_timeout=timeout,
+            )
+            return scored
+        if kind == "summarize":
+            summary: StepResult = await workflow.execute_activity_method(
+                CallActivities.summarize,
+                run,
+                task_queue=inp.queues.llm,
+                start_to_close_timeout=timeout,
+                retry_policy=LLM_RETRY,
+            )
+            return summary
         if kind in ("whatsapp", "sms"):
             sent: StepResult = await workflow.execute_activity_method(
                 MessagingActivities.send_message,

@@ -9,6 +9,11 @@ from api.console import (
     access,
     admin,
     auth,
+    call_analytics,
+    call_results,
+    call_scorecards,
+    call_setup,
+    call_tags,
     jobs,
     projects,
     providers,
@@ -34,6 +39,11 @@ def mount_console(app: FastAPI) -> None:
         access,
         providers,
         usage,
+        call_setup,
+        call_tags,
+        call_scorecards,
+        call_analytics,  # before call_results: /calls/analytics is not /calls/{call_id}
+        call_results,
     ):
         app.include_router(
             module.router, include_in_schema=False, dependencies=[Depends(ConsolePage())]

@@ -46,6 +46,8 @@ async def create_project(
     except ApiError as err:
         context = {"me": me, "types": PROJECT_TYPES, "form": form, "error": err.message}
         return render(request, "projects.html", context, status=err.status)
+    if project["type"] == "call_analyzer" and me.can("pca.setup"):
+        return redirect(request, f"/projects/{project['id']}/calls/setup")
     return redirect(request, f"/projects/{project['id']}/tables")
 
 

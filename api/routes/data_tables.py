@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from api.deps import Allow, Principal, SessionDep, SettingsDep
 from api.errors import AppError, not_found
+from api.number_text import NumberTextRoute
 from api.routes.projects import ReadableProject, WritableProject
 from api.services.csv_import import ImportMode, load_csv
 from api.services.data_tables import (
@@ -24,6 +25,7 @@ from api.services.data_tables import (
     table_in_use,
     table_public,
 )
+from api.services.ingest import insert_records
 from api.services.plan_limits import ensure_capacity
 from infra.db import libpq_url
 from infra.security import new_webhook_token, token_hash
@@ -35,7 +37,9 @@ from models.data_table import (
     DataTablesPublic,
     DataTableUpdate,
     ImportPublic,
+    IngestBody,
     IngestTokenPublic,
+    RowsAppended,
     RowsPublic,
 )
 from models.fields import Cursor
@@ -206,6 +210,23 @@ async def append_csv(
 ) -> ImportPublic:
     """Add the rows of a CSV whose header has the table's columns (in any order)."""
     return await _load(request, table, settings, session, ImportMode.append, formula_guard)
+
+
+async def append_rows(table: WritableTable, body: IngestBody, session: SessionDep) -> RowsAppended:
+    """Append 1–500 records with exactly the table's columns (a signed-in user's ingest); the
+    answer lists the new rows' ids, so a run can be started over just those rows."""
+    ids = await insert_records(session, table, body.records)
+    return RowsAppended(inserted=len(ids), row_ids=ids)
+
+
+# Numbers keep their JSON text, as with the public ingest (api.number_text).
+router.add_api_route(
+    "/data-tables/{table_id}/rows",
+    append_rows,
+    methods=["POST"],
+    status_code=201,
+    route_class_override=NumberTextRoute,
+)
 
 
 @router.get("/data-tables/{table_id}/rows")

@@ -9,11 +9,19 @@ from zoneinfo import available_timezones
 from fastapi import APIRouter, Depends
 from sqlmodel import col, select
 
-from api.deps import Allow, Principal, SessionDep
+from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep
 from api.errors import AppError, not_found
+from api.services.calls.intake import seed_call_project
 from api.services.plan_limits import ensure_capacity
 from models.plan import Meter
-from models.project import Project, ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
+from models.project import (
+    Project,
+    ProjectCreate,
+    ProjectPublic,
+    ProjectsPublic,
+    ProjectType,
+    ProjectUpdate,
+)
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 Read = Annotated[Principal, Allow("projects.read")]
@@ -65,7 +73,11 @@ async def list_projects(principal: Read, session: SessionDep) -> ProjectsPublic:
 
 @router.post("", status_code=201)
 async def create_project(
-    body: ProjectCreate, principal: Write, session: SessionDep
+    body: ProjectCreate,
+    principal: Write,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> ProjectPublic:
     await ensure_capacity(session, principal.org, Meter.projects)
     project = Project(
@@ -76,6 +88,10 @@ async def create_project(
     )
     session.add(project)
     await session.flush()
+    if project.type == ProjectType.call_analyzer:
+        await seed_call_project(
+            session, temporal, settings, project, principal.org, principal.user.id
+        )
     return ProjectPublic.model_validate(project)
 
 

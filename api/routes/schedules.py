@@ -8,24 +8,18 @@ from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Depends
 from sqlmodel import col, select
-from temporalio.client import (
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleHandle,
-    ScheduleSpec,
-    ScheduleState,
-)
+from temporalio.client import ScheduleHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep, UowDep
 from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import runnable_spinner, table_for
 from api.routes.spinners import ReadableSpinner
+from api.services.schedules import temporal_schedule
 from api.services.spinners import run_warnings
-from infra.settings import Settings
 from models.schedule import ScheduleCreate, SchedulePublic, SchedulesPublic, SpinnerSchedule
 from models.spinner import Spinner
-from workflows.contracts import SCHEDULED_RUN_WORKFLOW, ScheduledRunInput, schedule_id, task_queues
+from workflows.contracts import schedule_id
 
 router = APIRouter(tags=["schedules"])
 RunP = Annotated[Principal, Allow("spinners.run")]
@@ -41,25 +35,6 @@ async def schedule_for(
 
 
 ScheduleDep = Annotated[SpinnerSchedule, Depends(schedule_for)]
-
-
-def temporal_schedule(settings: Settings, sched: SpinnerSchedule) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            SCHEDULED_RUN_WORKFLOW,
-            ScheduledRunInput(
-                str(sched.id),
-                task_queues(settings.task_queue),
-                settings.job_window,
-                settings.job_batch,
-                settings.job_children_per_run,
-            ),
-            id=f"{schedule_id(str(sched.id))}-run",
-            task_queue=settings.task_queue("main"),
-        ),
-        spec=ScheduleSpec(cron_expressions=[sched.cron], time_zone_name=sched.timezone),
-        state=ScheduleState(paused=sched.paused, note="CXGear spinner schedule"),
-    )
 
 
 async def public(temporal: TemporalDep, sched: SpinnerSchedule) -> SchedulePublic:

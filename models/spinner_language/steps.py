@@ -34,17 +34,21 @@ from models.spinner_language.fields import (
 __all__ = [
     "AiAgentStep",
     "ApiCallStep",
+    "ApplyTagsStep",
     "Branch",
     "DecisionStep",
     "EmailStep",
     "FunctionStep",
     "LogStep",
     "MessageStep",
+    "QaScoreStep",
     "STEP_CLASSES",
     "STEP_TYPES",
     "Step",
     "StepBase",
+    "SummarizeStep",
     "TagStep",
+    "TranscribeStep",
     "WaitForCallbackStep",
     "WaitStep",
     "Window",
@@ -552,6 +556,136 @@ class EmailStep(_SendStep):
         return [("to", self.to), ("subject", self.subject), ("body", self.body)]
 
 
+TRANSCRIBE_OUTPUTS: Final = frozenset(
+    {"call_duration_s", "utterance_count", "speaker_count", "word_count", "no_speech"}
+)
+
+
+class TranscribeStep(LinearStep):
+    """Transcribes the record's call recording, speaker-separated, on the `stt` task queue.
+
+    The recording is downloaded from a storage integration (`s3`: an `s3://bucket/key` URL or
+    a key under the integration's prefix; `https`: a URL, under the same address rules as
+    `api_call`) in chunks, checked (WAV, MP3, OGG, FLAC, M4A/MP4 or WebM) and sent to the STT
+    integration (`deepgram`, or `mock_stt`, which reads the transcript file stored beside the
+    recording: `<name>.txt` with lines like `agent: hello`, or `<name>.json`). The transcript
+    is stored with the record, not in its outputs. A missing, empty or unsupported recording
+    fails the record with a clear error; a call without speech ends with the outcome
+    `no_speech`. A retried attempt reuses the transcript already stored for the record instead
+    of asking the provider again, and the organization's monthly `call analyses` meter is
+    charged once, when the transcript is first stored."""
+
+    type: Literal["transcribe"]
+    recording: Text = Field(
+        default="{{recording_url}}",
+        description="Where the recording is; a template (the row's `recording_url` by default).",
+    )
+    stt_integration_id: Text | None = Field(
+        default=None,
+        description="Id of a `deepgram` or `mock_stt` integration; the project's call setup's "
+        "when left out.",
+    )
+    storage_integration_id: Text | None = Field(
+        default=None,
+        description="Id of an `s3` or `https` integration; the project's call setup's when left "
+        "out (outside a call_analyzer project the recording must then be an https URL).",
+    )
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | (
+        None
+    ) = Field(default=None, description="Language code (e.g. `en`, `es-419`); the model's default.")
+    timeout_s: float = Field(
+        default=3600,
+        gt=0,
+        le=14400,
+        description="Seconds the download and transcription may take per attempt (long calls "
+        "take minutes); progress is reported meanwhile.",
+    )
+
+    outputs_doc: ClassVar[str] = (
+        "`call_duration_s`, `utterance_count`, `speaker_count`, `word_count` and `no_speech` "
+        "(true when nobody spoke). The utterances themselves are stored with the record."
+    )
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        return [("recording", self.recording)]
+
+
+class SummarizeStep(LinearStep):
+    """Summarizes the call's stored transcript with an LLM, on the `llm` task queue. A call
+    without speech is not sent to the model: its summary is empty and the outcome
+    `no_speech`. In a call_analyzer project it then writes the call's **analysed call** (the
+    transcript, the tags of `apply_tags`, the score of `qa_score`, the summary, durations), once
+    per record."""
+
+    type: Literal["summarize"]
+    llm_integration_id: Text | None = Field(
+        default=None,
+        description="Id of an `openai` (or `mock`) integration of the organization; the "
+        "project's call setup's when left out.",
+    )
+    prompt: Text | None = Field(
+        default=None,
+        description="The instruction given with the transcript; a template. The project's call "
+        "setup's summary prompt when left out.",
+    )
+    model: str | None = Field(default=None, description="Model name; the integration's default.")
+    output: OutputName = Field(default="summary", description="Output name for the summary.")
+    timeout_s: float = Field(
+        default=120, gt=0, le=120, description="Seconds to wait for the model per attempt."
+    )
+
+    outputs_doc: ClassVar[str] = "`output` (`summary` unless renamed)."
+
+    def template_fields(self) -> list[tuple[str, str]]:
+        return [("prompt", self.prompt)] if self.prompt is not None else []
+
+
+APPLY_TAGS_OUTPUTS: Final = frozenset({"hit_tags", "hit_count"})
+
+
+class ApplyTagsStep(LinearStep):
+    """Evaluates the project's call tags on the stored transcript and the row's call fields,
+    on the `llm` task queue: metadata tags (conditions on the fields), bag-of-words tags
+    (phrases said, with the utterances as evidence), GenAI tags (one LLM call per tag group,
+    the quoted utterance as evidence) and derived tags (logic over the others). The results
+    with their evidence are stored with the record, not in its outputs. A call without speech
+    asks no model: only its metadata tags (and what derives from them) can hit."""
+
+    type: Literal["apply_tags"]
+    llm_integration_id: Text | None = Field(
+        default=None,
+        description="Id of an `openai` (or `mock`) integration for the GenAI tags; the "
+        "project's call setup's when left out.",
+    )
+    model: str | None = Field(default=None, description="Model name; the integration's default.")
+    timeout_s: float = Field(
+        default=120, gt=0, le=120, description="Seconds to wait for the model per tag group."
+    )
+
+    outputs_doc: ClassVar[str] = (
+        "`hit_tags` (the names of the tags that hit) and `hit_count`. The evidence is stored "
+        "with the record."
+    )
+
+
+QA_SCORE_OUTPUTS: Final = frozenset({"score", "max_score", "percent", "band"})
+
+
+class QaScoreStep(LinearStep):
+    """Scores the call with the project's current scorecard (the version published last) over
+    the tags of `apply_tags`, and grades it Good / Fair / Poor with the setup's bands. The
+    breakdown and a snapshot of the scorecard version are stored with the record, so later
+    edits of the scorecard never change this result. A call without speech is not scored
+    (band `no_speech`); a project without a scorecard gives band `unscored`."""
+
+    type: Literal["qa_score"]
+
+    outputs_doc: ClassVar[str] = (
+        "`score`, `max_score`, `percent` and `band` (`good`, `fair`, `poor`, or `no_speech` / "
+        "`unscored`)."
+    )
+
+
 def _ai_outputs(step: AiAgentStep) -> frozenset[str]:
     return frozenset(step.keys) if step.mode == "key_value" else frozenset({step.output})
 
@@ -568,7 +702,11 @@ Step = Annotated[
     | ApiCallStep
     | AiAgentStep
     | MessageStep
-    | EmailStep,
+    | EmailStep
+    | TranscribeStep
+    | ApplyTagsStep
+    | QaScoreStep
+    | SummarizeStep,
     Field(discriminator="type"),
 ]
 
@@ -585,6 +723,10 @@ _OUTPUTS: Final[dict[type[StepBase], Callable[[Any], frozenset[str] | None]]] = 
     AiAgentStep: _ai_outputs,
     MessageStep: lambda step: SEND_OUTPUTS,
     EmailStep: lambda step: SEND_OUTPUTS,
+    TranscribeStep: lambda step: TRANSCRIBE_OUTPUTS,
+    ApplyTagsStep: lambda step: APPLY_TAGS_OUTPUTS,
+    QaScoreStep: lambda step: QA_SCORE_OUTPUTS,
+    SummarizeStep: lambda step: frozenset({step.output}),
 }
 
 if set(get_args(get_args(Step)[0])) != set(_OUTPUTS):

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from httpx import AsyncClient
 
+from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
 from infra.settings import Settings
 from infra.vault import SecretNotFound, SecretStore
 from tests.builders import Account, as_user, invite, signup
@@ -14,6 +15,7 @@ from tests.fakes.deepgram_api import running_deepgram
 from tests.fakes.listener import listening
 from tests.fakes.openai_api import running_openai
 from tests.fakes.sendgrid_api import running_sendgrid
+from tests.fakes.signed import FAKE_HOST
 from tests.fakes.twilio_api import running_twilio
 
 INTEGRATIONS = "/api/v1/integrations"
@@ -319,6 +321,60 @@ class TestConnection:
         assert ok["ok"] is True, ok
         assert "1 project" in ok["detail"]
         assert wrong == {"ok": False, "detail": "Deepgram rejected the credentials (HTTP 401)"}
+
+    async def test_s3_keys_in_vault_and_the_bucket_checked(
+        self, client: AsyncClient, settings: Settings, s3_server: EmbeddedSeaweedFS
+    ) -> None:
+        admin = await signup(client)
+        endpoint = s3_server.endpoint_url.replace("127.0.0.1", FAKE_HOST)
+        keys = {
+            "access_key_id": s3_server.keys.access_key,
+            "secret_access_key": s3_server.keys.secret_key,
+        }
+
+        async def s3(bucket: str, creds: dict[str, str]) -> Any:
+            r = await create(
+                client,
+                admin,
+                kind="s3",
+                config={"endpoint_url": endpoint, "bucket": bucket, "prefix": "/calls/"},
+                credentials=creds,
+            )
+            assert r.status_code == 201, r.text
+            return r.json()
+
+        good = await s3("recordings", keys)
+        assert good["config"] == {
+            "endpoint_url": endpoint,
+            "bucket": "recordings",
+            "prefix": "calls",
+            "region": "us-east-1",
+        }
+        assert good["isMock"] is False
+        assert sorted(good["credentialFields"]) == ["access_key_id", "secret_access_key"]
+        assert s3_server.keys.secret_key not in row_text(settings, good["id"])
+        ok = await connection_test(client, admin, good["id"])
+        assert ok == {"ok": True, "detail": "Connected to S3: bucket recordings is readable"}
+        nobucket = await connection_test(client, admin, (await s3("no-such-bucket", keys))["id"])
+        assert nobucket == {
+            "ok": False,
+            "detail": "S3 storage has no bucket 'no-such-bucket' (HTTP 404)",
+        }
+        wrong = await s3("recordings", {**keys, "secret_access_key": "not-the-secret"})
+        refused = await connection_test(client, admin, wrong["id"])
+        assert refused == {"ok": False, "detail": "S3 storage rejected the credentials (HTTP 403)"}
+
+    async def test_mock_stt_and_https_storage_take_no_credentials(
+        self, client: AsyncClient
+    ) -> None:
+        admin = await signup(client)
+        stt = (await create(client, admin, kind="mock_stt")).json()
+        assert stt["isMock"] is True and "mock" in stt["label"].lower()
+        assert (await connection_test(client, admin, stt["id"]))["ok"] is True
+        https = (await create(client, admin, kind="https")).json()
+        assert https["isMock"] is False
+        refused = await create(client, admin, kind="https", credentials={"api_key": "x"})
+        assert refused.status_code == 422
 
     async def test_mock_is_always_ok(self, client: AsyncClient) -> None:
         admin = await signup(client)

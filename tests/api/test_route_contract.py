@@ -100,3 +100,55 @@ async def _data_table(client: AsyncClient, other: Account, ids: dict[str, str]) 
 
 
 EXTRA_BUILDERS["table_id"] = _data_table
+
+
+async def _call_project(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    return str((await project(client, other, type="call_analyzer"))["id"])
+
+
+async def _call_tag(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    r = await client.post(
+        f"/api/v1/projects/{ids['call_project_id']}/call-tags",
+        json={"kind": "bag_of_words", "name": "theirs", "phrases": ["hello"]},
+        headers=other.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _scorecard(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    r = await client.post(
+        f"/api/v1/projects/{ids['call_project_id']}/scorecards",
+        json={
+            "name": "theirs",
+            "questions": [{"id": "q", "text": "Said hello", "points": 1, "condition": "theirs"}],
+        },
+        headers=other.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _analysed_call(client: AsyncClient, other: Account, ids: dict[str, str]) -> str:
+    """Written as the pipeline's activity writes it (there is no API route creating one)."""
+    import secrets
+    import uuid
+
+    from store.calls import NewAnalysedCall, save_analysed_call
+
+    app = client._transport.app  # type: ignore[attr-defined]  # the ASGI app under test
+    async with app.state.engine.begin() as conn:
+        new = NewAnalysedCall(
+            org_id=uuid.UUID(other.org_id),
+            project_id=uuid.UUID(ids["call_project_id"]),
+            record_id=secrets.randbelow(10**15) + 1,
+            transcript=[],
+            tags={},
+        )
+        return str(await save_analysed_call(conn, new))
+
+
+EXTRA_BUILDERS["call_project_id"] = _call_project
+EXTRA_BUILDERS["tag_id"] = _call_tag
+EXTRA_BUILDERS["scorecard_id"] = _scorecard
+EXTRA_BUILDERS["analysed_call_id"] = _analysed_call

@@ -9,7 +9,9 @@ writing anything here (CONVENTIONS 19).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
+import uuid
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,11 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
 from infra.settings import Settings
+from models.call_analysis.evaluation import evaluate_tags
+from models.call_analysis.scorecard import score
+from store.calls import NewAnalysedCall, load_call_config, save_analysed_call
 from tests.builders import (
+    Account,
     api_key,
     contacts_csv,
     make_spinner,
@@ -94,6 +100,7 @@ async def _seed(settings: Settings) -> dict[str, Any]:
             assert r.status_code == 201, r.text
             await api_key(client, admin, scopes=["ingest"])
             keys = await client.get("/api/v1/api-keys", headers=admin.headers)
+            calls = await _seed_calls(app, client, admin)
             return {
                 "token": admin.token,
                 "ids": {
@@ -105,8 +112,55 @@ async def _seed(settings: Settings) -> dict[str, Any]:
                     "schedule_uuid": schedule,
                     "role_id": r.json()["id"],
                     "key_id": keys.json()["data"][0]["id"],
+                    **calls,
                 },
             }
+
+
+async def _seed_calls(app: Any, client: AsyncClient, admin: Account) -> dict[str, str]:
+    """A call_analyzer project with a tag, a scorecard and one analysed call, so generated
+    requests reach the Call Analyzer's code past the project-type check."""
+    p = await project(client, admin, type="call_analyzer")
+    tag = await client.post(
+        f"/api/v1/projects/{p['id']}/call-tags",
+        json={"kind": "bag_of_words", "name": "hello", "phrases": ["hello"]},
+        headers=admin.headers,
+    )
+    card = await client.post(
+        f"/api/v1/projects/{p['id']}/scorecards",
+        json={
+            "name": "QA",
+            "questions": [{"id": "q", "text": "t", "points": 5, "condition": "hello"}],
+        },
+        headers=admin.headers,
+    )
+    assert tag.status_code == card.status_code == 201, (tag.text, card.text)
+    async with app.state.engine.begin() as conn:
+        config = await load_call_config(conn, uuid.UUID(p["id"]))
+        assert config.scorecard is not None
+        tags = evaluate_tags(config.tags, {}, [], {})
+        call = await save_analysed_call(
+            conn,
+            NewAnalysedCall(
+                org_id=uuid.UUID(admin.org_id),
+                project_id=uuid.UUID(p["id"]),
+                record_id=secrets.randbelow(10**15) + 1,
+                transcript=[],
+                tags=tags,
+                score=score(config.scorecard, tags),
+                scorecard_snapshot=config.scorecard,
+            ),
+        )
+    return {
+        "call_project_id": p["id"],
+        "tag_id": tag.json()["id"],
+        "scorecard_id": card.json()["id"],
+        "analysed_call_id": str(call),
+    }
+
+
+# Paths of the Call Analyzer take the call_analyzer project for {project_id}.
+CALL_PATHS = ("/call-", "/scorecards", "/analysed-calls")
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +198,9 @@ def test_no_server_error(case: Any, seeded: dict[str, Any], app_under_test: Any)
     params = case.path_parameters or {}
     if case.method.upper() != "DELETE" and zlib.crc32(repr(params).encode()) % 3:
         for name in params:
-            if name in seeded["ids"]:
+            if name == "project_id" and any(p in case.path for p in CALL_PATHS):
+                params[name] = seeded["ids"]["call_project_id"]
+            elif name in seeded["ids"]:
                 params[name] = seeded["ids"][name]
     case.call_and_validate(
         checks=[not_a_server_error], app=app_under_test, base_url="http://testserver"

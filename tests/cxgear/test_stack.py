@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import httpx
 import hvac
 import psutil
@@ -187,7 +189,7 @@ class TestSessionServers:
 
 class TestBinaries:
     @pytest.mark.parametrize(
-        "name", ["postgres", "initdb", "temporal", "bao", "temporal-test-server"]
+        "name", ["postgres", "initdb", "temporal", "bao", "temporal-test-server", "weed"]
     )
     def test_every_server_binary_ships_in_a_wheel(self, name: str) -> None:
         assert os.access(find_binary(name), os.X_OK)
@@ -267,7 +269,9 @@ def dev_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DevRun]:
 
 
 class TestCxgearDev:
-    def test_starts_everything_answers_and_stops_cleanly_on_ctrl_c(self, dev_run: DevRun) -> None:
+    def test_starts_everything_answers_and_stops_cleanly_on_ctrl_c(
+        self, dev_run: DevRun, tmp_path: Path
+    ) -> None:
         ports = dev_run.ports
         api = f"http://127.0.0.1:{ports['api']}"
         ui = f"http://127.0.0.1:{ports['ui']}"
@@ -292,8 +296,25 @@ class TestCxgearDev:
         )
         assert preflight.headers.get("access-control-allow-origin") == ui
 
+        # The S3 store answers with the keys written to the state dir and has the bucket.
+        keys_file = tmp_path / "state" / "seaweedfs" / "credentials.json"
+        assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+        keys = json.loads(keys_file.read_text())
+        s3_url = f"http://127.0.0.1:{ports['s3']}"
+        assert s3_url in dev_run.text
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            aws_access_key_id=keys["access_key"],
+            aws_secret_access_key=keys["secret_key"],
+            region_name="us-east-1",
+        )
+        assert [b.get("Name") for b in s3.list_buckets()["Buckets"]] == ["recordings"]
+        s3.put_object(Bucket="recordings", Key="hello.txt", Body=b"kept")
+        assert s3.get_object(Bucket="recordings", Key="hello.txt")["Body"].read() == b"kept"
+
         descendants = dev_run.descendants()
-        assert len(descendants) >= 5  # postgres, temporal, bao, API, worker
+        assert len(descendants) >= 6  # postgres, temporal, bao, seaweedfs, API, worker
         dev_run.proc.send_signal(signal.SIGINT)
         assert dev_run.proc.wait(90) == 0, dev_run.read_rest()
         _, alive = psutil.wait_procs(descendants, timeout=10)

@@ -5,8 +5,9 @@
         client = await deepgram_client(fake.config, fake.creds, guard=guard)
         result = await client.listen.v1.media.transcribe_url(url=..., diarize=True, utterances=True)
 
-A transcript is a list of turns `(speaker, text)`; scripted transcripts are used in
-order, then `default_turns`. Words are timed 0.3 s each with 0.5 s between turns.
+A transcript is a list of turns `(speaker, text)`; a transcript registered for the exact
+audio bytes (`answer(audio, turns)`) wins, then scripted transcripts in order, then
+`default_turns`. An empty list of turns is a call with no speech. Words are timed 0.3 s each with 0.5 s between turns.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class FakeDeepgram:
     ledger: Ledger
     default_turns: Turns = field(default_factory=lambda: list(DEFAULT_TURNS))
     transcripts: deque[Turns] = field(default_factory=deque)
+    by_audio: dict[str, Turns] = field(default_factory=dict)
     failures: deque[int] = field(default_factory=deque)
     project_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,6 +147,11 @@ class FakeDeepgram:
         """Queue transcripts (each a list of `(speaker, text)` turns) answered in order."""
         with self.lock:
             self.transcripts.extend(transcripts)
+
+    def answer(self, audio: bytes, turns: Turns) -> None:
+        """Transcribe exactly these audio bytes as `turns`, whatever the order of requests."""
+        with self.lock:
+            self.by_audio[hashlib.sha256(audio).hexdigest()] = turns
 
     def fail_next(self, n: int = 1, *, status: int = 500) -> None:
         """Answer the next `n` listen requests with `status` without recording them."""
@@ -213,7 +220,13 @@ class FakeDeepgram:
                         "request_id": str(uuid.uuid4()),
                     },
                 )
-            turns = self.transcripts.popleft() if self.transcripts else list(self.default_turns)
+            known = self.by_audio.get(hashlib.sha256(source).hexdigest())
+            if known is not None:
+                turns = list(known)
+            elif self.transcripts:
+                turns = self.transcripts.popleft()
+            else:
+                turns = list(self.default_turns)
         response = build_response(turns, params, source)
         self.ledger.add(
             {
