@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -93,6 +94,25 @@ STT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=4,
 )
+
+
+@dataclass(frozen=True)
+class PlainActivityStep:
+    """A step that is one activity whose result is the step's result."""
+
+    activity: Any
+    queue: str  # a field of TaskQueues
+    retry: RetryPolicy | None = None
+    heartbeat: timedelta | None = None
+
+
+PLAIN_ACTIVITY_STEPS = {
+    "ai_agent": PlainActivityStep(LlmActivities.ai_agent, "llm", LLM_RETRY),
+    "transcribe": PlainActivityStep(CallActivities.transcribe, "stt", STT_RETRY, STT_HEARTBEAT),
+    "apply_tags": PlainActivityStep(AnalysisActivities.apply_tags, "llm", LLM_RETRY),
+    "qa_score": PlainActivityStep(AnalysisActivities.qa_score, "main"),
+    "summarize": PlainActivityStep(CallActivities.summarize, "llm", LLM_RETRY),
+}
 OUTCOME_TARGETS = {
     "replied": "on_replied",
     "delivered": "on_delivered",
@@ -318,51 +338,17 @@ class RecordWorkflow:
         if kind == "wait_for_callback":
             return await self._wait_for_callback(inp, step)
         timeout = timedelta(seconds=step.activity_timeout_s)
-        if kind == "ai_agent":
-            llm_result: StepResult = await workflow.execute_activity_method(
-                LlmActivities.ai_agent,
+        plain = PLAIN_ACTIVITY_STEPS.get(kind)
+        if plain is not None:
+            result: StepResult = await workflow.execute_activity_method(
+                plain.activity,
                 run,
-                task_queue=inp.queues.llm,
+                task_queue=getattr(inp.queues, plain.queue),
                 start_to_close_timeout=timeout,
-                retry_policy=LLM_RETRY,
+                heartbeat_timeout=plain.heartbeat,
+                retry_policy=plain.retry,
             )
-            return llm_result
-        if kind == "transcribe":
-            transcribed: StepResult = await workflow.execute_activity_method(
-                CallActivities.transcribe,
-                run,
-                task_queue=inp.queues.stt,
-                start_to_close_timeout=timeout,
-                heartbeat_timeout=STT_HEARTBEAT,
-                retry_policy=STT_RETRY,
-            )
-            return transcribed
-        if kind == "apply_tags":
-            tagged: StepResult = await workflow.execute_activity_method(
-                AnalysisActivities.apply_tags,
-                run,
-                task_queue=inp.queues.llm,
-                start_to_close_timeout=timeout,
-                retry_policy=LLM_RETRY,
-            )
-            return tagged
-        if kind == "qa_score":
-            scored: StepResult = await workflow.execute_activity_method(
-                AnalysisActivities.qa_score,
-                run,
-                task_queue=inp.queues.main,
-                start_to_close_timeout=timeout,
-            )
-            return scored
-        if kind == "summarize":
-            summary: StepResult = await workflow.execute_activity_method(
-                CallActivities.summarize,
-                run,
-                task_queue=inp.queues.llm,
-                start_to_close_timeout=timeout,
-                retry_policy=LLM_RETRY,
-            )
-            return summary
+            return result
         if kind in ("whatsapp", "sms"):
             sent: StepResult = await workflow.execute_activity_method(
                 MessagingActivities.send_message,

@@ -9,7 +9,7 @@ from zoneinfo import available_timezones
 from fastapi import APIRouter, Depends
 from sqlmodel import col, select
 
-from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalDep
+from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalLazyDep
 from api.errors import AppError, not_found
 from api.services.calls.intake import seed_call_project
 from api.services.plan_limits import ensure_capacity
@@ -76,7 +76,7 @@ async def create_project(
     body: ProjectCreate,
     principal: Write,
     session: SessionDep,
-    temporal: TemporalDep,
+    temporal: TemporalLazyDep,
     settings: SettingsDep,
 ) -> ProjectPublic:
     await ensure_capacity(session, principal.org, Meter.projects)
@@ -89,8 +89,9 @@ async def create_project(
     session.add(project)
     await session.flush()
     if project.type == ProjectType.call_analyzer:
+        # Only a call analyzer project needs Temporal (for its nightly schedule).
         await seed_call_project(
-            session, temporal, settings, project, principal.org, principal.user.id
+            session, await temporal(), settings, project, principal.org, principal.user.id
         )
     return ProjectPublic.model_validate(project)
 
