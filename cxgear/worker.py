@@ -8,7 +8,8 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -25,6 +26,9 @@ from infra.vault import SecretStore
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("cxgear.worker")
+
+
+HEARTBEAT_THROTTLE: Final = {"stt": timedelta(seconds=5)}
 
 
 def build_workers(
@@ -52,6 +56,9 @@ def build_workers(
                 max_concurrent_workflow_tasks=20,
                 max_task_queue_activities_per_second=settings.provider_rate_limits.get(name),
                 interceptors=[AttemptLogInterceptor(deps.engine)],
+                # Heartbeats reach the server at most this often (the SDK's default is 60 s):
+                # a long transcription's progress shows in the workflow's pending activity.
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE.get(name, timedelta(seconds=60)),
             )
         )
     return workers

@@ -163,6 +163,9 @@ async def deepgram_transcribe(
             punctuate=True,
             smart_format=True,
             language=language,
+            # The body is a stream read once: the SDK's own retry would resend it empty.
+            # Temporal retries the activity instead, streaming the file again.
+            request_options={"max_retries": 0},
         )
     except ApiError as exc:
         raise deepgram_error(exc, step_id) from None

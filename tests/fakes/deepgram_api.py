@@ -8,12 +8,16 @@
 A transcript is a list of turns `(speaker, text)`; a transcript registered for the exact
 audio bytes (`answer(audio, turns)`) wins, then scripted transcripts in order, then
 `default_turns`. An empty list of turns is a call with no speech. Words are timed 0.3 s each with 0.5 s between turns.
+Audio is hashed as it arrives and not kept (`answer_digest` registers a file too large to hold:
+its sha256, turns and the duration to report); `delay_s` holds each answer back, as a real
+transcription of a long call takes a while.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -45,7 +49,13 @@ def _bare(word: str) -> str:
     return "".join(ch for ch in word if ch.isalnum() or ch in "'-").lower()
 
 
-def build_response(turns: Turns, params: dict[str, str], source: bytes) -> dict[str, Any]:
+# Audio bodies are hashed and counted as they arrive; only small (JSON) bodies are kept.
+KEEP_BODY_UP_TO = 1024 * 1024
+
+
+def build_response(
+    turns: Turns, params: dict[str, str], sha256: str, duration_s: float | None = None
+) -> dict[str, Any]:
     """A Deepgram ListenV1Response for `turns` shaped by the query `params`."""
     punctuate = _truthy(params.get("punctuate")) or _truthy(params.get("smart_format"))
     diarize = _truthy(params.get("diarize"))
@@ -100,9 +110,11 @@ def build_response(turns: Turns, params: dict[str, str], source: bytes) -> dict[
         "metadata": {
             "transaction_key": "deprecated",
             "request_id": str(uuid.uuid4()),
-            "sha256": hashlib.sha256(source).hexdigest(),
+            "sha256": sha256,
             "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "duration": round(max(clock - _GAP_S, 0.0), 3),
+            "duration": duration_s
+            if duration_s is not None
+            else round(max(clock - _GAP_S, 0.0), 3),
             "channels": 1,
             "models": [_MODEL_UUID],
             "model_info": {
@@ -122,6 +134,8 @@ class FakeDeepgram:
     default_turns: Turns = field(default_factory=lambda: list(DEFAULT_TURNS))
     transcripts: deque[Turns] = field(default_factory=deque)
     by_audio: dict[str, Turns] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    delay_s: float = 0.0
     failures: deque[int] = field(default_factory=deque)
     project_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -152,6 +166,13 @@ class FakeDeepgram:
         """Transcribe exactly these audio bytes as `turns`, whatever the order of requests."""
         with self.lock:
             self.by_audio[hashlib.sha256(audio).hexdigest()] = turns
+
+    def answer_digest(self, sha256: str, turns: Turns, *, duration_s: float | None = None) -> None:
+        """`answer` for audio known by its sha256 (too large to hold), reporting `duration_s`."""
+        with self.lock:
+            self.by_audio[sha256] = turns
+            if duration_s is not None:
+                self.durations[sha256] = duration_s
 
     def fail_next(self, n: int = 1, *, status: int = 500) -> None:
         """Answer the next `n` listen requests with `status` without recording them."""
@@ -197,9 +218,9 @@ class FakeDeepgram:
                         "request_id": str(uuid.uuid4()),
                     },
                 )
-            source = url.encode()
+            sha256, size = hashlib.sha256(url.encode()).hexdigest(), None
         else:
-            if not request.body:
+            if not request.body_size:
                 return json_response(
                     400,
                     {
@@ -208,7 +229,9 @@ class FakeDeepgram:
                         "request_id": str(uuid.uuid4()),
                     },
                 )
-            source = request.body
+            sha256, size = request.body_sha256, request.body_size
+        if self.delay_s:
+            time.sleep(self.delay_s)
         with self.lock:
             if self.failures:
                 status = self.failures.popleft()
@@ -220,20 +243,22 @@ class FakeDeepgram:
                         "request_id": str(uuid.uuid4()),
                     },
                 )
-            known = self.by_audio.get(hashlib.sha256(source).hexdigest())
+            known = self.by_audio.get(sha256)
+            duration = self.durations.get(sha256)
             if known is not None:
                 turns = list(known)
             elif self.transcripts:
                 turns = self.transcripts.popleft()
             else:
                 turns = list(self.default_turns)
-        response = build_response(turns, params, source)
+        response = build_response(turns, params, sha256, duration)
         self.ledger.add(
             {
                 "request_id": response["metadata"]["request_id"],
                 "params": params,
                 "url": url,
-                "audio_bytes": None if url else len(source),
+                "audio_bytes": size,
+                "audio_sha256": None if url else sha256,
                 "content_type": content_type,
                 "turns": turns,
                 "headers": request.headers,
@@ -246,6 +271,6 @@ class FakeDeepgram:
 def running_deepgram(api_key: str | None = None) -> Iterator[FakeDeepgram]:
     ledger = Ledger()
     fake = FakeDeepgram("127.0.0.1", 0, api_key or uuid.uuid4().hex + uuid.uuid4().hex[:8], ledger)
-    with serve(fake.handle, ledger) as (host, port):
+    with serve(fake.handle, ledger, keep_body_up_to=KEEP_BODY_UP_TO) as (host, port):
         fake.host, fake.port = host, port
         yield fake

@@ -7,6 +7,7 @@ headers=req.headers)`) or over real HTTP with `deliver` / `adeliver`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -138,6 +139,10 @@ class FakeRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    # Computed while reading, so a body too large to keep (`serve(keep_body_up_to=…)`) can still
+    # be checked: then `body` is empty and these say what arrived.
+    body_size: int = 0
+    body_sha256: str = hashlib.sha256(b"").hexdigest()
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -168,33 +173,61 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 Handle = Callable[[FakeRequest], FakeResponse]
 
 
-def _handler(handle: Handle, ledger: Ledger) -> type[BaseHTTPRequestHandler]:
+_PIECE = 1024 * 1024
+
+
+def _handler(
+    handle: Handle, ledger: Ledger, keep_body_up_to: int | None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             return
 
-        def _read_body(self) -> bytes:
+        def _read_body(self) -> tuple[bytes, int, str]:
+            """The body (unless longer than `keep_body_up_to`), its size and sha256."""
+            digest, kept, size = hashlib.sha256(), bytearray(), 0
+
+            def take(piece: bytes) -> None:
+                nonlocal size
+                digest.update(piece)
+                size += len(piece)
+                if keep_body_up_to is None or size <= keep_body_up_to:
+                    kept.extend(piece)
+                else:
+                    kept.clear()
+
             if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-                chunks = []
                 while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
+                    chunk = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if chunk == 0:
                         self.rfile.readline()
                         break
-                    chunks.append(self.rfile.read(size))
+                    while chunk:
+                        piece = self.rfile.read(min(chunk, _PIECE))
+                        if not piece:
+                            break
+                        take(piece)
+                        chunk -= len(piece)
                     self.rfile.readline()
-                return b"".join(chunks)
-            length = int(self.headers.get("content-length") or 0)
-            return self.rfile.read(length) if length else b""
+            else:
+                left = int(self.headers.get("content-length") or 0)
+                while left > 0 and (piece := self.rfile.read(min(left, _PIECE))):
+                    take(piece)
+                    left -= len(piece)
+            body = bytes(kept) if keep_body_up_to is None or size <= keep_body_up_to else b""
+            return body, size, digest.hexdigest()
 
         def _answer(self) -> None:
             parts = urlsplit(self.path)
+            body, size, sha256 = self._read_body()
             request = FakeRequest(
                 method=self.command,
                 path=parts.path,
                 query=parse_qs(parts.query, keep_blank_values=True),
                 headers={key.lower(): value for key, value in self.headers.items()},
-                body=self._read_body(),
+                body=body,
+                body_size=size,
+                body_sha256=sha256,
             )
             try:
                 response = handle(request)
@@ -229,9 +262,14 @@ FAKE_HOST = "localhost"
 
 
 @contextmanager
-def serve(handle: Handle, ledger: Ledger) -> Iterator[tuple[str, int]]:
-    """Serve `handle` on 127.0.0.1:<free port> in a daemon thread; yields (FAKE_HOST, port)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(handle, ledger))
+def serve(
+    handle: Handle, ledger: Ledger, *, keep_body_up_to: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """Serve `handle` on 127.0.0.1:<free port> in a daemon thread; yields (FAKE_HOST, port).
+
+    Request bodies longer than `keep_body_up_to` bytes are hashed and counted, not kept.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(handle, ledger, keep_body_up_to))
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
