@@ -102,6 +102,8 @@ class RecordPublic(PublicModel):
     duration_ms: int | None
     parent_record_id: int | None = None
     children: list[RecordChild] = []
+    # The analysed call a call analyzer intake wrote for this record (detail only).
+    analysed_call_id: int | None = None
     # Where a sender POSTs this record's signed callbacks (see "Record callbacks" in the README).
     callback_url: str
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from sqlmodel import select
 from temporalio.service import RPCError
 
 from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalLazyDep
@@ -14,6 +15,7 @@ from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
 from api.services.journey import attempt_counts, derive_journey, store_snapshots
+from models.call_analysis.analysed_call import AnalysedCall
 from models.fields import Cursor, DbId, SafeStr
 from models.journey import JourneyPublic, JourneySnapshot
 from models.record import (
@@ -171,7 +173,12 @@ async def get_record(
     record: ReadableRecord, session: SessionDep, settings: SettingsDep
 ) -> RecordPublic:
     public = record_public(record, settings.public_api_url)
-    return public.model_copy(update={"children": await record_children(session, record)})
+    analysed = (
+        await session.exec(select(AnalysedCall.id).where(AnalysedCall.record_id == record.id))
+    ).first()
+    return public.model_copy(
+        update={"children": await record_children(session, record), "analysed_call_id": analysed}
+    )
 
 
 @router.get("/records/{record_id}/journey")

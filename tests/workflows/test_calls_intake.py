@@ -286,6 +286,13 @@ class TestNightlyIntake:
 
         calls = await analysed_calls(engine, cp.id)
         assert len(calls) == CALLS
+        # A record links to the analysed call its intake wrote, and the call back to the record.
+        one = calls["c0"]
+        record = await client.get(f"/api/v1/records/{one['record_id']}", headers=cp.admin.headers)
+        assert record.status_code == 200, record.text
+        assert record.json()["analysedCallId"] == one["id"]
+        detail = await client.get(f"/api/v1/analysed-calls/{one['id']}", headers=cp.admin.headers)
+        assert detail.status_code == 200, detail.text
         for i in range(CALLS):
             apology, resolved, points, band = KINDS[i % 4]
             got = calls[f"c{i}"]
