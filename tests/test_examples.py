@@ -8,8 +8,10 @@ import shlex
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.dev_stack import REPO_ROOT, running_dev
-from tests.test_readme import commands_in, run_script
+from tests.test_readme import STACK_AND_SCRIPT_SECONDS, commands_in, run_script
 
 EXAMPLES_README = REPO_ROOT / "examples" / "README.md"
 CRM_PORT = 18080
@@ -39,6 +41,7 @@ class TestExamples:
             in (REPO_ROOT / "examples" / "campaign.yml").read_text()
         )
 
+    @pytest.mark.timeout(STACK_AND_SCRIPT_SECONDS)
     def test_every_command_runs_against_cxgear_dev(self, tmp_path: Path) -> None:
         assert _port_is_free(CRM_PORT), f"the example's CRM stub needs port {CRM_PORT}"
         start, *rest = commands_in(EXAMPLES_README)
