@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -106,6 +107,50 @@ async def idle_rate(c: httpx.AsyncClient, h: dict[str, str], job: str, seconds: 
     return (d1 - d0) / (time.monotonic() - start)
 
 
+def busy_cores() -> float:
+    """CPU seconds the whole machine has spent busy so far (all cores, all processes)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's reaped children (the locust runs, once they have ended)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def process_cpu_s(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def _server_name(proc: psutil.Process) -> str:
+    line = " ".join(proc.cmdline())
+    for name in ("postgres", "temporal", "bao", "weed", "worker", "api"):
+        if name in line:
+            return name
+    return proc.name()
+
+
+def servers_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of each server this benchmark started (PostgreSQL with its backends,
+    live and ended, Temporal, the worker, the API…), by name."""
+    out: dict[str, float] = {}
+    for child in psutil.Process().children():
+        try:
+            t = child.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+            for sub in child.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    s = sub.cpu_times()
+                    total += s.user + s.system
+            name = _server_name(child)
+        except psutil.Error:
+            continue
+        out[name] = out.get(name, 0.0) + total
+    return out
+
+
 def locust_stats(prefix: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with open(f"{prefix}_stats.csv") as f:
@@ -130,6 +175,12 @@ async def main() -> None:
     ap.add_argument("--records", type=int, default=1000, help="records of the background job")
     ap.add_argument("--background-records", type=int, default=1_000_000)
     ap.add_argument("--idle-seconds", type=int, default=20)
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma list of locust tags (records, journey, job, progress, ingest, me, projects,"
+        " webhook): only those requests, to see which one costs the job its rate",
+    )
     args = ap.parse_args()
     users = [int(u) for u in args.users.split(",")]
     with tempfile.TemporaryDirectory(prefix="cxgear-load-") as tmp, running_crm() as crm:
@@ -153,7 +204,9 @@ async def main() -> None:
             )
             api_rss = Sampler(api.pid, tree=False)
             try:
-                figures = await measure(args, users, stack.settings, port, crm.allowed, state, env)
+                figures = await measure(
+                    args, users, stack.settings, port, crm.allowed, state, env, api.pid
+                )
                 figures["api_peak_rss_mb"] = round(api_rss.peak_rss / 2**20, 1)
                 figures["api_rss_mb_end"] = round(
                     psutil.Process(api.pid).memory_info().rss / 2**20, 1
@@ -174,6 +227,7 @@ async def measure(
     crm: str,
     state: Path,
     env: dict[str, str],
+    api_pid: int,
 ) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=600) as c:
@@ -202,7 +256,13 @@ async def measure(
         # Idle: the job alone.
         job = await run_job(c, h, spinner["id"], table["id"])
         await asyncio.sleep(3)
+        m0, t0, servers0 = busy_cores(), time.monotonic(), servers_cpu_s()
         idle = await idle_rate(c, h, job, args.idle_seconds)
+        idle_s = time.monotonic() - t0
+        idle_cores = (busy_cores() - m0) / idle_s
+        idle_by_server = {
+            k: round((v - servers0.get(k, 0.0)) / idle_s, 2) for k, v in servers_cpu_s().items()
+        }
         rounds: dict[str, Any] = {}
         for n in users:
             done, status = await done_of(c, h, job)
@@ -225,18 +285,31 @@ async def measure(
             }
             prefix = state / f"locust{n}"
             d0, _ = await done_of(c, h, job)
+            api0, loc0, m0 = process_cpu_s(api_pid), children_cpu_s(), busy_cores()
+            servers0 = servers_cpu_s()
             t0 = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
                 "-u", str(n), "-r", str(max(n // 2, 1)), "-t", f"{args.seconds}s",
                 "-H", base, "--csv", str(prefix), "--only-summary", "--exit-code-on-error", "0",
+                *(["--tags", *args.only.split(",")] if args.only else []),
                 env=lenv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             await proc.wait()
+            elapsed = time.monotonic() - t0
+            api_s, locust_s = process_cpu_s(api_pid) - api0, children_cpu_s() - loc0
+            machine_s = busy_cores() - m0
+            servers1 = servers_cpu_s()
+            by_server = {
+                k: round((v - servers0.get(k, 0.0)) / elapsed, 2) for k, v in servers1.items()
+            }
             d1, _ = await done_of(c, h, job)
             rate = (d1 - d0) / (time.monotonic() - t0)
             stats = locust_stats(prefix)
+            served = sum(s["requests"] for s in stats.values())
             rounds[str(n)] = {
+                "cpu": cpu_figures(api_s, locust_s, machine_s, elapsed, served, idle, idle_cores),
+                "cores_by_server": by_server,
                 "endpoints": stats,
                 "total_req_per_s": round(sum(s["req_per_s"] for s in stats.values()), 1),
                 "errors": sum(s["errors"] for s in stats.values()),
@@ -248,9 +321,12 @@ async def measure(
     return {
         "benchmark": "load",
         "seconds_per_round": args.seconds,
+        "only": args.only or "all",
         "background_records_in_db": args.background_records,
         "background_job_records": args.records,
         "background_idle_records_per_s": round(idle, 1),
+        "machine_busy_cores_idle_job": round(idle_cores, 2),
+        "idle_cores_by_server": idle_by_server,
         "rounds": rounds,
         "targets": TARGETS,
         "meets_targets": None
@@ -260,6 +336,32 @@ async def measure(
             and at80["errors"] == TARGETS["errors_at_80"]
             and (at40["background_share_of_idle"] or 0) >= TARGETS["background_share_at_40"]
         ),
+    }
+
+
+def cpu_figures(
+    api_s: float,
+    locust_s: float,
+    machine_s: float,
+    elapsed: float,
+    served: int,
+    idle_rate: float,
+    idle_cores: float,
+) -> dict[str, Any]:
+    """Where the round's CPU went, and the job's best possible share of its idle rate: the
+    cores the API and locust took are not the job's, and the job alone needs `idle_cores`."""
+    cores = psutil.cpu_count() or 1
+    api_cores, locust_cores = api_s / elapsed, locust_s / elapsed
+    left = max(cores - api_cores - locust_cores, 0.0)
+    return {
+        "api_cpu_ms_per_request": round(api_s * 1000 / served, 2) if served else None,
+        "locust_cpu_ms_per_request": round(locust_s * 1000 / served, 2) if served else None,
+        "api_cores": round(api_cores, 2),
+        "locust_cores": round(locust_cores, 2),
+        "machine_busy_cores": round(machine_s / elapsed, 2),
+        "background_share_upper_bound": round(min(left / idle_cores, 1.0), 2)
+        if idle_rate and idle_cores
+        else None,
     }
 
 

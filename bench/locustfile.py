@@ -6,7 +6,7 @@ import itertools
 import os
 import random
 
-from locust import HttpUser, between, task
+from locust import HttpUser, between, tag, task
 
 E = os.environ
 HEADERS = {"Authorization": f"Bearer {E.get('CXB_TOKEN', '')}"}
@@ -19,6 +19,7 @@ class Operator(HttpUser):
     wait_time = between(0.5, 1.5)
 
     @task(4)
+    @tag("records")
     def records_page(self) -> None:
         scope = random.choice(
             [f"jobs/{E['CXB_BIG_JOB']}", f"jobs/{E['CXB_JOB']}", f"projects/{E['CXB_PROJECT']}"]
@@ -31,6 +32,7 @@ class Operator(HttpUser):
         )
 
     @task(2)
+    @tag("journey")
     def journey(self) -> None:
         rid = random.choice(E["CXB_RECORDS"].split(","))
         with self.client.get(
@@ -41,16 +43,19 @@ class Operator(HttpUser):
                 r.success()
 
     @task(3)
+    @tag("job")
     def job_detail(self) -> None:
         self.client.get(f"/api/v1/jobs/{E['CXB_JOB']}", headers=HEADERS, name="job detail")
 
     @task(3)
+    @tag("progress")
     def progress(self) -> None:
         self.client.get(
             f"/api/v1/jobs/{E['CXB_JOB']}/progress", headers=HEADERS, name="job progress"
         )
 
     @task(1)
+    @tag("ingest")
     def ingest(self) -> None:
         n = next(_batch)
         rows = [
@@ -65,14 +70,17 @@ class Operator(HttpUser):
         )
 
     @task(2)
+    @tag("me")
     def me(self) -> None:
         self.client.get("/api/v1/auth/me", headers=HEADERS, name="auth me")
 
     @task(2)
+    @tag("projects")
     def projects(self) -> None:
         self.client.get("/api/v1/projects", headers=HEADERS, name="projects")
 
     @task(1)
+    @tag("webhook")
     def forged_twilio(self) -> None:
         with self.client.post(
             "/api/v1/webhooks/twilio/status",
