@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
 import uuid
@@ -25,6 +24,7 @@ import httpx
 from sqlalchemy import text
 
 from api.app import create_app
+from bench.bench_console import time_pages
 from cxgear.stack.scratch import scratch_stack
 from infra.settings import Settings
 from tests.builders import project, signup
@@ -58,11 +58,6 @@ from generate_series(1, :n) g,
   lateral (select now() - (g % (90 * 24 * 60)) * interval '1 minute' as t) w
 """
 )
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def load_calls(app: Any, org_id: str, project_id: str, n: int) -> float:
@@ -104,20 +99,7 @@ async def measure(settings: Settings, args: argparse.Namespace) -> dict[str, Any
                 "page_call": f"/calls/{one_call.json()['data'][0]['id']}",
             }
             c.cookies.set("cxgear_session", admin.token)
-            figures: dict[str, Any] = {}
-            for name, url in {**endpoints, **pages}.items():
-                first = await c.get(url, headers=admin.headers)
-                assert first.status_code == 200, (url, first.status_code, first.text[:300])
-                samples = []
-                for _ in range(args.repeat):
-                    start = time.perf_counter()
-                    r = await c.get(url, headers=admin.headers)
-                    samples.append((time.perf_counter() - start) * 1000)
-                    assert r.status_code == 200, url
-                figures[name] = {
-                    "p50_ms": round(statistics.median(samples), 1),
-                    "p95_ms": round(percentile(samples, 0.95), 1),
-                }
+            figures = await time_pages(c, {**endpoints, **pages}, args.repeat, admin.headers)
             calls_90d = first_calls = (
                 await c.get(endpoints["project_90d"], headers=admin.headers)
             ).json()["calls"]

@@ -33,11 +33,12 @@ from bench.bench_engine import Sampler, baseline, spread
 from cxgear.stack.scratch import scratch_stack
 from infra.settings import Settings
 from tests.builders import signup
+from tests.calls_builders import tone_wav
 from tests.fakes.deepgram_api import FakeDeepgram, running_deepgram
 from tests.fakes.openai_api import FakeOpenAI, running_openai
 from tests.fakes.signed import FAKE_HOST, Ledger, serve
 from tests.workflows.test_calls_intake import TAGS, conversation, model
-from tests.workflows.test_calls_pipeline import FileServer, tone_wav
+from tests.workflows.test_calls_pipeline import FileServer
 
 log = logging.getLogger("bench.calls")
 # transcribe, apply_tags, qa_score, summarize and the tag step: one activity each per call.

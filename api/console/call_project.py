@@ -9,12 +9,14 @@ and read analytics, so each one also requires its own permission, checked with t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import Response
 
 from api.console.api_client import ApiError, ConsoleApi
-from api.console.pages import Me
+from api.console.pages import Me, form_problem, redirect
 
 CALL_ANALYZER = "call_analyzer"
 
@@ -37,3 +39,22 @@ async def call_project(
             "PROJECT_TYPE",
         )
     return project
+
+
+async def send_form(
+    request: Request,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    page: Callable[..., Awaitable[Response]],
+    form: dict[str, Any],
+    then: Callable[[Any], str],
+) -> Response:
+    """Send a form's body to the API; a refusal re-renders `page` with the API's status, its
+    message and the `form` values as typed, an acceptance redirects to `then(answer)`."""
+    try:
+        answer = await ConsoleApi(request).call(method, path, json=body)
+    except ApiError as err:
+        return await page(err.status, error=form_problem(err), form=form)
+    return redirect(request, then(answer))

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from api.console.api_client import ApiError, ConsoleApi
-from api.console.call_project import call_project
-from api.console.pages import CsrfChecked, Me, MeDep, form_problem, redirect, render
+from api.console.api_client import ConsoleApi
+from api.console.call_project import call_project, send_form
+from api.console.pages import CsrfChecked, Me, MeDep, render
 
 router = APIRouter()
 PERMISSION = "pca.qa"
@@ -106,13 +107,15 @@ async def create_card(
 ) -> Response:
     await call_project(request, me, project_id, PERMISSION)
     body = form.body()
-    try:
-        card = await ConsoleApi(request).post(f"/projects/{project_id}/scorecards", body)
-    except ApiError as err:
-        return await _cards_page(
-            request, me, project_id, err.status, error=form_problem(err), form=body
-        )
-    return redirect(request, f"/calls/scorecards/{card['id']}")
+    return await send_form(
+        request,
+        "POST",
+        f"/projects/{project_id}/scorecards",
+        body,
+        page=partial(_cards_page, request, me, project_id),
+        form=body,
+        then=lambda card: f"/calls/scorecards/{card['id']}",
+    )
 
 
 async def _card_page(
@@ -145,14 +148,17 @@ async def card_page(request: Request, me: MeDep, card_id: uuid.UUID) -> Response
 async def publish_card(
     request: Request, me: MeDep, card_id: uuid.UUID, form: CardFormDep
 ) -> Response:
-    api = ConsoleApi(request)
-    card = await api.get(f"/scorecards/{card_id}")
+    card = await ConsoleApi(request).get(f"/scorecards/{card_id}")
     await call_project(request, me, card["projectId"], PERMISSION)
     body = form.body()
-    try:
-        published = await api.post(f"/scorecards/{card_id}/versions", body)
-    except ApiError as err:
-        return await _card_page(
-            request, me, card_id, err.status, error=form_problem(err), form=body
-        )
-    return redirect(request, f"/calls/scorecards/{card_id}?published={published['currentVersion']}")
+    return await send_form(
+        request,
+        "POST",
+        f"/scorecards/{card_id}/versions",
+        body,
+        page=partial(_card_page, request, me, card_id),
+        form=body,
+        then=lambda published: (
+            f"/calls/scorecards/{card_id}?published={published['currentVersion']}"
+        ),
+    )

@@ -4,14 +4,15 @@ and the score bands of a call_analyzer project."""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from api.console.api_client import ApiError, ConsoleApi
-from api.console.call_project import call_project
-from api.console.pages import CsrfChecked, Me, MeDep, form_problem, redirect, render
+from api.console.call_project import call_project, send_form
+from api.console.pages import CsrfChecked, Me, MeDep, render
 
 router = APIRouter()
 
@@ -81,10 +82,12 @@ async def save_setup(
         "fairAtLeast": fair_at_least,
     }
     await call_project(request, me, project_id, "pca.setup")
-    try:
-        await ConsoleApi(request).put(f"/projects/{project_id}/call-setup", body)
-    except ApiError as err:
-        return await _setup_page(
-            request, me, project_id, err.status, error=form_problem(err), form=body
-        )
-    return redirect(request, f"/projects/{project_id}/calls/setup?saved=1")
+    return await send_form(
+        request,
+        "PUT",
+        f"/projects/{project_id}/call-setup",
+        body,
+        page=partial(_setup_page, request, me, project_id),
+        form=body,
+        then=lambda _: f"/projects/{project_id}/calls/setup?saved=1",
+    )

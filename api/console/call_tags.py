@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from api.console.api_client import ApiError, ConsoleApi
-from api.console.call_project import call_project
+from api.console.call_project import call_project, send_form
 from api.console.pages import CsrfChecked, Me, MeDep, form_problem, redirect, render
 
 router = APIRouter()
@@ -90,13 +91,15 @@ async def create_tag(
 ) -> Response:
     await call_project(request, me, project_id, PERMISSION)
     body = form.body()
-    try:
-        await ConsoleApi(request).post(f"/projects/{project_id}/call-tags", body)
-    except ApiError as err:
-        return await _tags_page(
-            request, me, project_id, err.status, error=form_problem(err), form=form_values(body)
-        )
-    return redirect(request, f"/projects/{project_id}/calls/tags?saved={body['name']}")
+    return await send_form(
+        request,
+        "POST",
+        f"/projects/{project_id}/call-tags",
+        body,
+        page=partial(_tags_page, request, me, project_id),
+        form=form_values(body),
+        then=lambda _: f"/projects/{project_id}/calls/tags?saved={body['name']}",
+    )
 
 
 async def _tag_page(
@@ -122,17 +125,18 @@ async def tag_page(request: Request, me: MeDep, tag_id: uuid.UUID) -> Response:
 
 @router.post("/calls/tags/{tag_id}", dependencies=[CsrfChecked])
 async def edit_tag(request: Request, me: MeDep, tag_id: uuid.UUID, form: TagFormDep) -> Response:
-    api = ConsoleApi(request)
-    tag = await api.get(f"/call-tags/{tag_id}")
+    tag = await ConsoleApi(request).get(f"/call-tags/{tag_id}")
     await call_project(request, me, tag["projectId"], PERMISSION)
     body = form.body()
-    try:
-        await api.put(f"/call-tags/{tag_id}", body)
-    except ApiError as err:
-        return await _tag_page(
-            request, me, tag_id, err.status, error=form_problem(err), form=form_values(body)
-        )
-    return redirect(request, f"/projects/{tag['projectId']}/calls/tags?saved={body['name']}")
+    return await send_form(
+        request,
+        "PUT",
+        f"/call-tags/{tag_id}",
+        body,
+        page=partial(_tag_page, request, me, tag_id),
+        form=form_values(body),
+        then=lambda _: f"/projects/{tag['projectId']}/calls/tags?saved={body['name']}",
+    )
 
 
 @router.post("/calls/tags/{tag_id}/delete", dependencies=[CsrfChecked])

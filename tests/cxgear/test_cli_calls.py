@@ -4,12 +4,9 @@ recording upload route it uses (`POST /projects/{id}/recordings`)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import os
 import re
 import uuid
-import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,31 +22,21 @@ from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
 from infra.settings import Settings
 from tests.api.test_data_tables import live_api
 from tests.builders import Account, make_spinner, make_table, project, signup
-from tests.conftest import make_settings
-from tests.fakes.deepgram_api import FakeDeepgram, running_deepgram
-from tests.fakes.openai_api import FakeOpenAI, running_openai
-from tests.workflows.test_calls_pipeline import (
+from tests.calls_builders import (
     BUCKET,
+    call_integrations,
     definition,
     integration,
-    s3_storage,
+    noise_wav,
     summarizer,
     tone_wav,
 )
+from tests.conftest import make_settings
+from tests.fakes.deepgram_api import FakeDeepgram, running_deepgram
+from tests.fakes.openai_api import FakeOpenAI, running_openai
 from tests.workflows.workers import running_workers
 
 runner = CliRunner()
-
-
-def noise_wav(nbytes: int) -> bytes:
-    """A mono 16-bit 8 kHz WAV of about `nbytes` of random samples (quick to make when large)."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(8000)
-        wav.writeframes(os.urandom(nbytes // 2 * 2))
-    return out.getvalue()
 
 
 # Small enough to pass cheaply in a test, above one 8 MiB S3 part so multipart uploads happen.
@@ -126,23 +113,13 @@ async def intake_setup(
     the seeded ones."""
     p = await project(client, admin, type="call_analyzer")
     prefix = f"cli-{uuid.uuid4().hex[:8]}"
-    stt = await integration(
-        client,
-        admin,
-        {"kind": "deepgram", "config": deepgram.config, "credentials": deepgram.creds},
-    )
-    storage = await integration(client, admin, s3_storage(s3, prefix))
-    llm = await integration(
-        client,
-        admin,
-        {"kind": "openai", "config": openai_fake.config, "credentials": openai_fake.creds},
-    )
+    uses = await call_integrations(client, admin, s3, prefix, deepgram, openai_fake)
     r = await client.put(
         f"/api/v1/projects/{p['id']}/call-setup",
         json={
-            "sttIntegrationId": stt["id"],
-            "llmIntegrationId": llm["id"],
-            "storageIntegrationId": storage["id"],
+            "sttIntegrationId": uses.stt["id"],
+            "llmIntegrationId": uses.llm["id"],
+            "storageIntegrationId": uses.storage["id"],
         },
         headers=admin.headers,
     )
@@ -169,7 +146,7 @@ async def intake_setup(
         admin,
         project_id=p["id"],
         name="Call intake",
-        definition=definition(stt["id"], storage["id"], llm["id"]),
+        definition=definition(uses.stt["id"], uses.storage["id"], uses.llm["id"]),
     )
     return found
 
@@ -374,18 +351,19 @@ def upload(
     )
 
 
+async def in_chunks(body: bytes) -> AsyncIterator[bytes]:
+    """The body as a stream of 1 MiB pieces: sent without a length, like a large upload."""
+    for start in range(0, len(body), 1 << 20):
+        yield body[start : start + (1 << 20)]
+
+
 class TestUploadRoute:
     async def test_a_multipart_sized_recording_is_stored_byte_for_byte(
         self, client: AsyncClient, s3_server: EmbeddedSeaweedFS, calls: CallProject
     ) -> None:
         body = noise_wav(9 * 1024 * 1024)  # above one 8 MiB part
         assert 8 * 1024 * 1024 < len(body) < MAX_RECORDING
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for start in range(0, len(body), 1 << 20):
-                yield body[start : start + (1 << 20)]
-
-        r = await upload(client, calls.account, calls.id, chunks(), "../../etc/Big Call.wav")
+        r = await upload(client, calls.account, calls.id, in_chunks(body), "../../etc/Big Call.wav")
         assert r.status_code == 201, r.text
         stored = r.json()
         assert stored["size"] == len(body) and stored["format"] == "wav"
@@ -410,12 +388,7 @@ class TestUploadRoute:
 
         # Streamed without a length: the limit is found mid-body, after a part was sent.
         big = noise_wav(MAX_RECORDING + 1024 * 1024)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for start in range(0, len(big), 1 << 20):
-                yield big[start : start + (1 << 20)]
-
-        r = await upload(client, admin, calls.id, chunks())
+        r = await upload(client, admin, calls.id, in_chunks(big))
         assert (r.status_code, r.json()["errorCode"]) == (413, "PAYLOAD_TOO_LARGE")
         assert objects(s3_server, calls.prefix) == {}
         assert pending_uploads(s3_server, calls.prefix) == []

@@ -26,9 +26,9 @@ from infra.db import create_engine
 from infra.settings import Settings
 from store.usage import current_month
 from tests.builders import Account, signup, wait_job
+from tests.calls_builders import call_integrations, put_recording, tone_wav
 from tests.fakes.deepgram_api import FakeDeepgram, Turns, running_deepgram
 from tests.fakes.openai_api import FakeOpenAI, Messages, message_text, running_openai
-from tests.workflows.test_calls_pipeline import BUCKET, integration, s3_storage, tone_wav
 from workflows.contracts import ScheduledRunResult, schedule_id
 
 CALLS = 50
@@ -179,30 +179,20 @@ async def configure(
     openai_fake: FakeOpenAI,
 ) -> None:
     admin = cp.admin
-    stt = await integration(
-        client,
-        admin,
-        {"kind": "deepgram", "config": deepgram.config, "credentials": deepgram.creds},
-    )
-    storage = await integration(client, admin, s3_storage(s3_server, cp.prefix))
-    llm = await integration(
-        client,
-        admin,
-        {"kind": "openai", "config": openai_fake.config, "credentials": openai_fake.creds},
-    )
+    uses = await call_integrations(client, admin, s3_server, cp.prefix, deepgram, openai_fake)
     for tag in TAGS:
         r = await client.post(url(cp.id, "call-tags"), json=tag, headers=admin.headers)
         assert r.status_code == 201, r.text
     r = await client.post(url(cp.id, "scorecards"), json=CARD, headers=admin.headers)
     assert r.status_code == 201, r.text
     # Two of three integrations: still incomplete, the nightly schedule stays paused.
-    partial = {"sttIntegrationId": stt["id"], "llmIntegrationId": llm["id"]}
+    partial = {"sttIntegrationId": uses.stt["id"], "llmIntegrationId": uses.llm["id"]}
     r = await client.put(url(cp.id, "call-setup"), json=partial, headers=admin.headers)
     assert r.status_code == 200 and r.json()["complete"] is False, r.text
     assert (await schedule_of(client, cp))["paused"] is True
     r = await client.put(
         url(cp.id, "call-setup"),
-        json={**partial, "storageIntegrationId": storage["id"]},
+        json={**partial, "storageIntegrationId": uses.storage["id"]},
         headers=admin.headers,
     )
     assert r.status_code == 200 and r.json()["complete"] is True, r.text
@@ -269,7 +259,7 @@ class TestNightlyIntake:
         for i in range(CALLS):
             audio = tone_wav(200 + 13 * i, 0.25)
             deepgram.answer(audio, conversation(i))
-            s3.put_object(Bucket=BUCKET, Key=f"{cp.prefix}/c{i}.wav", Body=audio)
+            put_recording(s3, cp.prefix, f"c{i}.wav", audio)
             direction = "inbound" if i % 2 == 0 else "outbound"
             agent = f"agent{i % 3}"
             rows.append(
@@ -408,9 +398,9 @@ class TestBadInput:
         s3 = s3_server.client()
         silence = tone_wav(0, 1.5)
         deepgram.answer(silence, [])
-        s3.put_object(Bucket=BUCKET, Key=f"{cp.prefix}/empty.wav", Body=b"")
-        s3.put_object(Bucket=BUCKET, Key=f"{cp.prefix}/notes.wav", Body=b"%PDF-1.7 not audio")
-        s3.put_object(Bucket=BUCKET, Key=f"{cp.prefix}/silence.wav", Body=silence)
+        put_recording(s3, cp.prefix, "empty.wav", b"")
+        put_recording(s3, cp.prefix, "notes.wav", b"%PDF-1.7 not audio")
+        put_recording(s3, cp.prefix, "silence.wav", silence)
         await add_rows(
             client,
             cp,
@@ -491,7 +481,7 @@ class TestPlanMeter:
         for i in range(3):
             audio = tone_wav(3000 + 17 * i, 0.2)
             deepgram.answer(audio, conversation(i))
-            s3.put_object(Bucket=BUCKET, Key=f"{cp.prefix}/m{i}.wav", Body=audio)
+            put_recording(s3, cp.prefix, f"m{i}.wav", audio)
             rows.append(f"m{i}.wav,m{i},ann,inbound,,")
         await add_rows(client, cp, rows)
         # A trial organization (500 call analyses a month) that has used 498.

@@ -14,7 +14,6 @@ import math
 import threading
 import time
 import uuid
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,18 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
-from tests.builders import make_spinner, make_table, project, signup
-from tests.fakes.deepgram_api import FakeDeepgram, running_deepgram
-from tests.fakes.openai_api import FakeOpenAI, running_openai
-from tests.workflows.test_calls_pipeline import (
+from tests.builders import signup
+from tests.calls_builders import (
     BUCKET,
+    call_integrations,
+    calls_spinner,
     definition,
-    integration,
     journey_step,
-    s3_storage,
+    mono_wav,
     summarizer,
 )
+from tests.fakes.deepgram_api import FakeDeepgram, running_deepgram
+from tests.fakes.openai_api import FakeOpenAI, running_openai
 from workflows.contracts import record_workflow_id
 
 RATE = 8000
@@ -61,10 +61,7 @@ def openai_fake() -> Iterator[FakeOpenAI]:
 def write_long_wav(path: Path) -> tuple[int, str]:
     """A 2-hour 8-bit mono tone written a minute at a time; its size and sha256, read back."""
     second = bytes(128 + int(60 * math.sin(2 * math.pi * 400 * i / RATE)) for i in range(RATE))
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(1)
-        wav.setframerate(RATE)
+    with mono_wav(str(path), sampwidth=1, rate=RATE) as wav:
         for _ in range(SECONDS // 60):
             wav.writeframes(second * 60)
     digest, size = hashlib.sha256(), 0
@@ -150,30 +147,12 @@ class TestTwoHourRecording:
         deepgram.answer_digest(sha256, turns, duration_s=float(SECONDS))
 
         admin = await signup(client)
-        stt = await integration(
+        uses = await call_integrations(client, admin, s3_server, prefix, deepgram, openai_fake)
+        table, spinner = await calls_spinner(
             client,
             admin,
-            {"kind": "deepgram", "config": deepgram.config, "credentials": deepgram.creds},
-        )
-        storage = await integration(client, admin, s3_storage(s3_server, prefix))
-        llm = await integration(
-            client,
-            admin,
-            {"kind": "openai", "config": openai_fake.config, "credentials": openai_fake.creds},
-        )
-        p = await project(client, admin)
-        table = await make_table(
-            client,
-            admin,
-            project_id=p["id"],
-            csv_text="call_id,agent,recording_url\nlong,Ana,long.wav\n",
-            name="calls",
-        )
-        spinner = await make_spinner(
-            client,
-            admin,
-            project_id=p["id"],
-            definition=definition(stt["id"], storage["id"], llm["id"]),
+            rows=["long,Ana,long.wav"],
+            spinner_definition=definition(uses.stt["id"], uses.storage["id"], uses.llm["id"]),
         )
         heard_before = len(deepgram.transcriptions)
         # Long enough for two heartbeats of the stt worker (every 5 s) while Deepgram "works".

@@ -5,11 +5,7 @@ transcripts, and what the providers received."""
 
 from __future__ import annotations
 
-import io
-import math
-import struct
 import uuid
-import wave
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,28 +18,23 @@ from temporalio.client import Client
 from cxgear.stack.seaweedfs import EmbeddedSeaweedFS
 from infra.db import create_engine
 from infra.settings import Settings
-from tests.builders import Account, make_spinner, make_table, project, signup, wait_job
+from tests.builders import Account, signup, wait_job
+from tests.calls_builders import (
+    BUCKET,
+    call_integrations,
+    calls_spinner,
+    definition,
+    integration,
+    journey_step,
+    put_recording,
+    s3_storage,
+    summarizer,
+    tone_wav,
+)
 from tests.conftest import make_settings
 from tests.fakes.deepgram_api import FakeDeepgram, Turns, running_deepgram
-from tests.fakes.openai_api import FakeOpenAI, Messages, message_text, running_openai
+from tests.fakes.openai_api import FakeOpenAI, message_text, running_openai
 from tests.fakes.signed import FAKE_HOST, FakeRequest, FakeResponse, Ledger, serve
-
-BUCKET = "recordings"
-
-
-def tone_wav(freq: float, seconds: float, *, rate: int = 8000) -> bytes:
-    """A mono 16-bit WAV of a sine tone (0 Hz: silence)."""
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate)))
-        for i in range(int(rate * seconds))
-    )
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(frames)
-    return out.getvalue()
 
 
 class FileServer:
@@ -109,69 +100,13 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-def summarizer(messages: Messages) -> str:
-    """Answers like a model would: counts the transcript's lines and names the first speaker."""
-    lines = [line for line in message_text(messages[1]).splitlines() if line.startswith("[")]
-    first = lines[0].split("] ", 1)[1].split(":", 1)[0]
-    return f"A call of {len(lines)} turns opened by {first}."
-
-
-async def integration(client: AsyncClient, admin: Account, body: dict[str, Any]) -> dict[str, Any]:
-    r = await client.post(
-        "/api/v1/integrations",
-        json={"name": f"{body['kind']} {uuid.uuid4().hex[:6]}", **body},
-        headers=admin.headers,
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def s3_storage(s3: EmbeddedSeaweedFS, prefix: str) -> dict[str, Any]:
-    return {
-        "kind": "s3",
-        # By name: the provider allow-list of the tests names the loopback fakes' host.
-        "config": {
-            "endpoint_url": s3.endpoint_url.replace("127.0.0.1", FAKE_HOST),
-            "bucket": BUCKET,
-            "prefix": prefix,
-        },
-        "credentials": {
-            "access_key_id": s3.keys.access_key,
-            "secret_access_key": s3.keys.secret_key,
-        },
-    }
-
-
-def definition(stt: str, storage: str, llm: str) -> dict[str, Any]:
-    return {
-        "steps": [
-            {
-                "id": "listen",
-                "type": "transcribe",
-                "stt_integration_id": stt,
-                "storage_integration_id": storage,
-                "next": "digest",
-            },
-            {
-                "id": "digest",
-                "type": "summarize",
-                "llm_integration_id": llm,
-                "prompt": "Summarize the call with {{agent}} in one sentence.",
-                "next": "done",
-            },
-            {"id": "done", "type": "tag", "tags": ["analysed"]},
-        ]
-    }
-
-
 async def run_calls(
     client: AsyncClient, admin: Account, spinner_definition: dict[str, Any], rows: list[str]
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """One job over rows `call_id,agent,recording_url`; the records by call id."""
-    p = await project(client, admin)
-    csv_text = "call_id,agent,recording_url\n" + "\n".join(rows) + "\n"
-    table = await make_table(client, admin, project_id=p["id"], csv_text=csv_text, name="calls")
-    spinner = await make_spinner(client, admin, project_id=p["id"], definition=spinner_definition)
+    table, spinner = await calls_spinner(
+        client, admin, rows=rows, spinner_definition=spinner_definition
+    )
     r = await client.post(
         f"/api/v1/spinners/{spinner['id']}/run",
         json={"tableId": table["id"]},
@@ -192,15 +127,6 @@ async def transcript(engine: AsyncEngine, record_id: int) -> dict[str, Any] | No
             )
         ).first()
     return None if row is None else dict(row._mapping)
-
-
-async def journey_step(
-    client: AsyncClient, admin: Account, record_id: int, step_type: str
-) -> dict[str, Any]:
-    r = await client.get(f"/api/v1/records/{record_id}/journey", headers=admin.headers)
-    assert r.status_code == 200, r.text
-    [found] = [s for s in r.json()["steps"] if s["type"] == step_type]
-    return dict(found)
 
 
 class TestDeepgramFromStorage:
@@ -227,23 +153,13 @@ class TestDeepgramFromStorage:
         for call, body in audio.items():
             deepgram.answer(body, conversations[call])
         for call in ("c0", "c1", "c2"):
-            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{call}.wav", Body=audio[call])
+            put_recording(s3, prefix, f"{call}.wav", audio[call])
         files.files[f"{prefix}/c3.wav"] = audio["c3"]
 
         admin = await signup(client)
-        stt = await integration(
-            client,
-            admin,
-            {"kind": "deepgram", "config": deepgram.config, "credentials": deepgram.creds},
-        )
-        storage = await integration(client, admin, s3_storage(s3_server, prefix))
-        assert storage["isMock"] is False
-        assert s3_server.keys.secret_key not in str(storage)
-        llm = await integration(
-            client,
-            admin,
-            {"kind": "openai", "config": openai_fake.config, "credentials": openai_fake.creds},
-        )
+        uses = await call_integrations(client, admin, s3_server, prefix, deepgram, openai_fake)
+        assert uses.storage["isMock"] is False
+        assert s3_server.keys.secret_key not in str(uses.storage)
         rows = [
             f"c0,Ana,s3://{BUCKET}/{prefix}/c0.wav",
             "c1,Ben,c1.wav",  # a key under the integration's prefix
@@ -251,7 +167,7 @@ class TestDeepgramFromStorage:
             f"c3,Di,{files.url(f'{prefix}/c3.wav')}",
         ]
         job, records = await run_calls(
-            client, admin, definition(stt["id"], storage["id"], llm["id"]), rows
+            client, admin, definition(uses.stt["id"], uses.storage["id"], uses.llm["id"]), rows
         )
 
         assert job["status"] == "completed", job
@@ -312,23 +228,11 @@ class TestBadRecordings:
         s3 = s3_server.client()
         silence = tone_wav(0, 2.0)
         deepgram.answer(silence, [])
-        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/empty.wav", Body=b"")
-        s3.put_object(
-            Bucket=BUCKET, Key=f"{prefix}/notes.wav", Body=b"%PDF-1.7 this is not audio at all"
-        )
-        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/silence.wav", Body=silence)
+        put_recording(s3, prefix, "empty.wav", b"")
+        put_recording(s3, prefix, "notes.wav", b"%PDF-1.7 this is not audio at all")
+        put_recording(s3, prefix, "silence.wav", silence)
         admin = await signup(client)
-        stt = await integration(
-            client,
-            admin,
-            {"kind": "deepgram", "config": deepgram.config, "credentials": deepgram.creds},
-        )
-        storage = await integration(client, admin, s3_storage(s3_server, prefix))
-        llm = await integration(
-            client,
-            admin,
-            {"kind": "openai", "config": openai_fake.config, "credentials": openai_fake.creds},
-        )
+        uses = await call_integrations(client, admin, s3_server, prefix, deepgram, openai_fake)
         asked_before = len(openai_fake.completions)
         heard_before = len(deepgram.transcriptions)
         rows = [
@@ -342,7 +246,7 @@ class TestBadRecordings:
             "elsewhere,Gus,s3://another-bucket/x.wav",
         ]
         job, records = await run_calls(
-            client, admin, definition(stt["id"], storage["id"], llm["id"]), rows
+            client, admin, definition(uses.stt["id"], uses.storage["id"], uses.llm["id"]), rows
         )
         assert job["status"] == "partial", job
 
@@ -391,19 +295,19 @@ class TestMockStt:
         prefix = f"mock-{uuid.uuid4().hex[:8]}"
         s3 = s3_server.client()
         for call in ("t", "j", "none"):
-            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{call}.wav", Body=tone_wav(440, 8.0))
-        s3.put_object(
-            Bucket=BUCKET,
-            Key=f"{prefix}/t.txt",
-            Body=b"agent: Hello, you are through to billing.\n\ncustomer: My bill is wrong.\n",
+            put_recording(s3, prefix, f"{call}.wav", tone_wav(440, 8.0))
+        put_recording(
+            s3,
+            prefix,
+            "t.txt",
+            b"agent: Hello, you are through to billing.\n\ncustomer: My bill is wrong.\n",
         )
-        s3.put_object(
-            Bucket=BUCKET,
-            Key=f"{prefix}/j.json",
-            Body=(
-                b'{"utterances": [{"speaker": 1, "start": 0.5, "end": 2.0, "confidence": 0.9,'
-                b' "transcript": "Hi there."}]}'
-            ),
+        put_recording(
+            s3,
+            prefix,
+            "j.json",
+            b'{"utterances": [{"speaker": 1, "start": 0.5, "end": 2.0, "confidence": 0.9,'
+            b' "transcript": "Hi there."}]}',
         )
         admin = await signup(client)
         stt = await integration(client, admin, {"kind": "mock_stt"})
