@@ -3,8 +3,10 @@
 A job of `--records` records runs in the background while locust (headless, in a subprocess)
 drives records pages, journeys, job detail and progress, ingest batches, /auth/me, project
 listing and forged Twilio webhooks, with `--background-records` more records in the database.
-Each user count runs for `--seconds`; the job's records/s under load is set beside its idle rate.
-Usage: python -m bench.bench_load [--users 20,40,80] [--seconds 30] [--records 1000]
+Each user count runs for `--seconds`, between a window of the job alone (its idle rate) and a
+window beside `bench.cpu_burner` taking the cores the API and locust took: the job's share of
+its idle rate under load is set beside its share next to a load that only costs CPU.
+Usage: python -m bench.bench_load [--users 20,40,80] [--seconds 60] [--records 20000]
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +104,50 @@ async def done_of(c: httpx.AsyncClient, h: dict[str, str], job: str) -> tuple[in
     return k["completed"] + k["failed"] + k["cancelled"], j["status"]
 
 
-async def idle_rate(c: httpx.AsyncClient, h: dict[str, str], job: str, seconds: float) -> float:
-    start, (d0, _) = time.monotonic(), await done_of(c, h, job)
-    await asyncio.sleep(seconds)
+async def remaining(c: httpx.AsyncClient, h: dict[str, str], job: str) -> int:
+    j = (await c.get(f"/api/v1/jobs/{job}", headers=h, timeout=60)).json()
+    return int(j["counts"]["pending"])
+
+
+@dataclass
+class Window:
+    """The background job's records/s over a timed window, and the cores each server took."""
+
+    rate: float
+    seconds: float
+    cores: dict[str, float]
+
+
+async def window(
+    c: httpx.AsyncClient, h: dict[str, str], job: str, during: Coroutine[Any, Any, Any]
+) -> Window:
+    d0, _ = await done_of(c, h, job)
+    cpu0, t0 = servers_cpu_s(), time.monotonic()
+    await during
+    elapsed = time.monotonic() - t0
+    cores = {k: round((v - cpu0.get(k, 0.0)) / elapsed, 2) for k, v in servers_cpu_s().items()}
     d1, _ = await done_of(c, h, job)
-    return (d1 - d0) / (time.monotonic() - start)
+    return Window((d1 - d0) / elapsed, elapsed, cores)
 
 
-def busy_cores() -> float:
-    """CPU seconds the whole machine has spent busy so far (all cores, all processes)."""
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+async def run_locust(
+    args: argparse.Namespace, users: int, base: str, prefix: Path, env: dict[str, str]
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "-u", str(users), "-r", str(max(users // 2, 1)), "-t", f"{args.seconds}s",
+        "-H", base, "--csv", str(prefix), "--only-summary", "--exit-code-on-error", "0",
+        *(["--tags", *args.only.split(",")] if args.only else []),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await proc.wait()
+
+
+async def run_burner(cores: float, seconds: float) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.cpu_burner", f"{cores:.3f}", str(seconds)
+    )
+    await proc.wait()
 
 
 def children_cpu_s() -> float:
@@ -171,10 +208,10 @@ def locust_stats(prefix: Path) -> dict[str, Any]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", default="20,40,80")
-    ap.add_argument("--seconds", type=int, default=30, help="load per user count")
-    ap.add_argument("--records", type=int, default=1000, help="records of the background job")
+    ap.add_argument("--seconds", type=int, default=60, help="load per user count")
+    ap.add_argument("--records", type=int, default=20_000, help="records of the background job")
     ap.add_argument("--background-records", type=int, default=1_000_000)
-    ap.add_argument("--idle-seconds", type=int, default=20)
+    ap.add_argument("--idle-seconds", type=int, default=30)
     ap.add_argument(
         "--only",
         default="",
@@ -253,70 +290,58 @@ async def measure(
         spinner = await make_spinner(c, admin, project_id=p["id"], definition=definition)
         big = await load_background(settings, p["id"], spinner["id"], args.background_records)
         key = await api_key(c, admin, scopes=["ingest"])
-        # Idle: the job alone.
         job = await run_job(c, h, spinner["id"], table["id"])
-        await asyncio.sleep(3)
-        m0, t0, servers0 = busy_cores(), time.monotonic(), servers_cpu_s()
-        idle = await idle_rate(c, h, job, args.idle_seconds)
-        idle_s = time.monotonic() - t0
-        idle_cores = (busy_cores() - m0) / idle_s
-        idle_by_server = {
-            k: round((v - servers0.get(k, 0.0)) / idle_s, 2) for k, v in servers_cpu_s().items()
+        await asyncio.sleep(5)
+        rows = (await c.get(f"/api/v1/jobs/{job}/records?limit=200", headers=h)).json()
+        lenv = {
+            **env,
+            "CXB_TOKEN": admin.token,
+            "CXB_INGEST_KEY": key,
+            "CXB_JOB": job,
+            "CXB_BIG_JOB": big,
+            "CXB_PROJECT": p["id"],
+            "CXB_INBOX": inbox["id"],
+            "CXB_RECORDS": ",".join(str(r["id"]) for r in rows["data"]),
         }
         rounds: dict[str, Any] = {}
         for n in users:
-            done, status = await done_of(c, h, job)
-            if (
-                status in ("completed", "partial", "failed", "cancelled")
-                or done > args.records * 0.6
-            ):
-                job = await run_job(c, h, spinner["id"], table["id"])
-                await asyncio.sleep(3)
-            rows = (await c.get(f"/api/v1/jobs/{job}/records?limit=200", headers=h)).json()
-            lenv = {
-                **env,
-                "CXB_TOKEN": admin.token,
-                "CXB_INGEST_KEY": key,
-                "CXB_JOB": job,
-                "CXB_BIG_JOB": big,
-                "CXB_PROJECT": p["id"],
-                "CXB_INBOX": inbox["id"],
-                "CXB_RECORDS": ",".join(str(r["id"]) for r in rows["data"]),
-            }
+            # The job alone; then the load; then a CPU burner taking the cores the load took.
+            idle = await window(c, h, job, asyncio.sleep(args.idle_seconds))
             prefix = state / f"locust{n}"
-            d0, _ = await done_of(c, h, job)
-            api0, loc0, m0 = process_cpu_s(api_pid), children_cpu_s(), busy_cores()
-            servers0 = servers_cpu_s()
-            t0 = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-                "-u", str(n), "-r", str(max(n // 2, 1)), "-t", f"{args.seconds}s",
-                "-H", base, "--csv", str(prefix), "--only-summary", "--exit-code-on-error", "0",
-                *(["--tags", *args.only.split(",")] if args.only else []),
-                env=lenv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            await proc.wait()
-            elapsed = time.monotonic() - t0
+            api0, loc0 = process_cpu_s(api_pid), children_cpu_s()
+            loaded = await window(c, h, job, run_locust(args, n, base, prefix, lenv))
             api_s, locust_s = process_cpu_s(api_pid) - api0, children_cpu_s() - loc0
-            machine_s = busy_cores() - m0
-            servers1 = servers_cpu_s()
-            by_server = {
-                k: round((v - servers0.get(k, 0.0)) / elapsed, 2) for k, v in servers1.items()
-            }
-            d1, _ = await done_of(c, h, job)
-            rate = (d1 - d0) / (time.monotonic() - t0)
+            took = (api_s + locust_s) / loaded.seconds
+            burned = await window(c, h, job, run_burner(took, args.seconds))
             stats = locust_stats(prefix)
             served = sum(s["requests"] for s in stats.values())
+            share = loaded.rate / idle.rate if idle.rate else None
+            limit = burned.rate / idle.rate if idle.rate else None
             rounds[str(n)] = {
-                "cpu": cpu_figures(api_s, locust_s, machine_s, elapsed, served, idle, idle_cores),
-                "cores_by_server": by_server,
-                "endpoints": stats,
                 "total_req_per_s": round(sum(s["req_per_s"] for s in stats.values()), 1),
                 "errors": sum(s["errors"] for s in stats.values()),
                 "max_p99_ms": max((s["p99_ms"] for s in stats.values()), default=None),
-                "background_records_per_s": round(rate, 1),
-                "background_share_of_idle": round(rate / idle, 2) if idle else None,
+                "api_cpu_ms_per_request": round(api_s * 1000 / served, 2) if served else None,
+                "locust_cpu_ms_per_request": round(locust_s * 1000 / served, 2) if served else None,
+                "load_cores": round(took, 2),
+                "background_records_per_s": {
+                    "idle": round(idle.rate, 1),
+                    "under_load": round(loaded.rate, 1),
+                    "beside_burner": round(burned.rate, 1),
+                },
+                "background_share_of_idle": round(share, 2) if share is not None else None,
+                # The same cores taken by a process that touches no database, Temporal or API.
+                "background_share_beside_burner": round(limit, 2) if limit is not None else None,
+                "share_vs_burner": round(share / limit, 2) if share and limit else None,
+                "cores_by_server": {
+                    "idle": idle.cores,
+                    "under_load": loaded.cores,
+                    "beside_burner": burned.cores,
+                },
+                "endpoints": stats,
             }
+            if await remaining(c, h, job) < args.records // 4:
+                raise SystemExit("the background job nearly ran out: pass a larger --records")
     at40, at80 = rounds.get("40"), rounds.get("80")
     return {
         "benchmark": "load",
@@ -324,9 +349,6 @@ async def measure(
         "only": args.only or "all",
         "background_records_in_db": args.background_records,
         "background_job_records": args.records,
-        "background_idle_records_per_s": round(idle, 1),
-        "machine_busy_cores_idle_job": round(idle_cores, 2),
-        "idle_cores_by_server": idle_by_server,
         "rounds": rounds,
         "targets": TARGETS,
         "meets_targets": None
@@ -336,32 +358,6 @@ async def measure(
             and at80["errors"] == TARGETS["errors_at_80"]
             and (at40["background_share_of_idle"] or 0) >= TARGETS["background_share_at_40"]
         ),
-    }
-
-
-def cpu_figures(
-    api_s: float,
-    locust_s: float,
-    machine_s: float,
-    elapsed: float,
-    served: int,
-    idle_rate: float,
-    idle_cores: float,
-) -> dict[str, Any]:
-    """Where the round's CPU went, and the job's best possible share of its idle rate: the
-    cores the API and locust took are not the job's, and the job alone needs `idle_cores`."""
-    cores = psutil.cpu_count() or 1
-    api_cores, locust_cores = api_s / elapsed, locust_s / elapsed
-    left = max(cores - api_cores - locust_cores, 0.0)
-    return {
-        "api_cpu_ms_per_request": round(api_s * 1000 / served, 2) if served else None,
-        "locust_cpu_ms_per_request": round(locust_s * 1000 / served, 2) if served else None,
-        "api_cores": round(api_cores, 2),
-        "locust_cores": round(locust_cores, 2),
-        "machine_busy_cores": round(machine_s / elapsed, 2),
-        "background_share_upper_bound": round(min(left / idle_cores, 1.0), 2)
-        if idle_rate and idle_cores
-        else None,
     }
 
 
