@@ -53,6 +53,7 @@ from infra.settings import Settings, get_settings
 from infra.temporal_client import connect_temporal
 from infra.vault import SecretStore, VaultUnavailable
 
+API_POOL_SIZE = 20
 UPLOAD_SUFFIXES = ("/import", "/append")
 RECORDING_SUFFIX = "/recordings"
 
@@ -112,7 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        # Connections beyond the pool are opened and closed per request: under a burst of
+        # viewers that is a PostgreSQL backend started per request.
+        engine = create_engine(settings.database_url, pool_size=API_POOL_SIZE)
         app.state.engine = engine
         app.state.sessionmaker = session_factory(engine)
         app.state.temporal = TemporalProvider(settings)

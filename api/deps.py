@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,6 +32,19 @@ from models.user import User, UserRole, UserStatus
 from models.user_session import SessionEnd, UserSession
 
 LAST_ACTIVE_RESOLUTION = timedelta(seconds=60)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def in_event_loop(cls: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """A dependency that builds `cls` from the request's parameters on the event loop. FastAPI
+    runs a plain class or function in its thread pool, a hop that costs more than the call."""
+
+    async def build(*args: P.args, **kwargs: P.kwargs) -> T:
+        return cls(*args, **kwargs)
+
+    build.__signature__ = inspect.signature(cls, eval_str=True)  # type: ignore[attr-defined]
+    return build
 
 
 class UnitOfWork:
@@ -48,7 +62,7 @@ class UnitOfWork:
             await fn()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -82,7 +96,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalProvider = Callable[[], Awaitable[TemporalClient]]
 
 
-def get_temporal_provider(request: Request) -> TemporalProvider:
+async def get_temporal_provider(request: Request) -> TemporalProvider:
     """Connects when called, so a route that may not need Temporal only connects if it does."""
     provider: TemporalProvider = request.app.state.temporal
 
@@ -105,7 +119,7 @@ TemporalDep = Annotated[TemporalClient, Depends(get_temporal)]
 TemporalLazyDep = Annotated[TemporalProvider, Depends(get_temporal_provider)]
 
 
-def get_progress_hub(request: Request) -> ProgressHub:
+async def get_progress_hub(request: Request) -> ProgressHub:
     hub: ProgressHub = request.app.state.progress
     return hub
 
@@ -113,7 +127,7 @@ def get_progress_hub(request: Request) -> ProgressHub:
 ProgressDep = Annotated[ProgressHub, Depends(get_progress_hub)]
 
 
-def get_secret_store(request: Request) -> SecretStore:
+async def get_secret_store(request: Request) -> SecretStore:
     store: SecretStore = request.app.state.secret_store
     return store
 
@@ -121,7 +135,7 @@ def get_secret_store(request: Request) -> SecretStore:
 SecretStoreDep = Annotated[SecretStore, Depends(get_secret_store)]
 
 
-def get_provider_guard(settings: SettingsDep) -> ProviderGuard:
+async def get_provider_guard(settings: SettingsDep) -> ProviderGuard:
     return ProviderGuard(settings.provider_allowed_hosts)
 
 
@@ -217,20 +231,33 @@ async def get_principal(
             "API_KEY_NOT_ALLOWED",
             401,
         )
-    found = (
+    # Session, person and organization in one round trip: this runs on every signed-in request.
+    row = (
         await session.exec(
-            select(UserSession).where(
+            select(UserSession, User, Organization)
+            .outerjoin(User, col(User.id) == col(UserSession.user_id))
+            .outerjoin(Organization, col(Organization.id) == col(UserSession.org_id))
+            .where(
                 UserSession.token_hash == token_hash(settings.secret_key.get_secret_value(), token)
             )
         )
     ).first()
-    if found is None:
+    if row is None:
         raise AppError("Session token is not valid", "TOKEN_INVALID", 401)
-    return await session_principal(session, found)
+    found, user, org = row
+    return await _live_principal(session, found, user, org)
 
 
 async def session_principal(session: AsyncSession, found: UserSession) -> Principal:
     """The person behind a session row, if the session is still live (the one set of rules)."""
+    user = await session.get(User, found.user_id)
+    org = await session.get(Organization, found.org_id)
+    return await _live_principal(session, found, user, org)
+
+
+async def _live_principal(
+    session: AsyncSession, found: UserSession, user: User | None, org: Organization | None
+) -> Principal:
     now = datetime.now(UTC)
     if found.ended_at is not None:
         if found.end_reason == SessionEnd.replaced:
@@ -240,8 +267,6 @@ async def session_principal(session: AsyncSession, found: UserSession) -> Princi
         raise AppError("This session was signed out", "SESSION_REVOKED", 401)
     if found.expires_at <= now:
         raise AppError("Session expired; sign in again", "SESSION_EXPIRED", 401)
-    user = await session.get(User, found.user_id)
-    org = await session.get(Organization, found.org_id)
     if user is None or org is None or user.status != UserStatus.active:
         raise AppError("This session was signed out", "SESSION_REVOKED", 401)
     if now - found.last_active_at > LAST_ACTIVE_RESOLUTION:

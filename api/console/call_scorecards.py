@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from api.console.api_client import ConsoleApi
 from api.console.call_project import call_project, send_form
 from api.console.pages import CsrfChecked, Me, MeDep, render
+from api.deps import in_event_loop
 
 router = APIRouter()
 PERMISSION = "pca.qa"
@@ -71,7 +72,7 @@ class CardForm:
         return body
 
 
-CardFormDep = Annotated[CardForm, Depends()]
+CardFormDep = Annotated[CardForm, Depends(in_event_loop(CardForm))]
 
 
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

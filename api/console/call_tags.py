@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from api.console.api_client import ApiError, ConsoleApi
 from api.console.call_project import call_project, send_form
 from api.console.pages import CsrfChecked, Me, MeDep, form_problem, redirect, render
+from api.deps import in_event_loop
 
 router = APIRouter()
 
@@ -59,7 +60,7 @@ class TagForm:
         return body
 
 
-TagFormDep = Annotated[TagForm, Depends()]
+TagFormDep = Annotated[TagForm, Depends(in_event_loop(TagForm))]
 
 
 def form_values(definition: dict[str, Any]) -> dict[str, Any]:

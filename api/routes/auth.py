@@ -8,7 +8,7 @@ from functools import cache
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import col, func, select
 
-from api.deps import PublicRoute, SessionDep, SettingsDep, SignedIn, user_permissions
+from api.deps import PublicRoute, SessionDep, SettingsDep, SignedIn
 from api.errors import AppError
 from api.services.throttle import SignInThrottle, limit_signup
 from infra.security import (
@@ -181,11 +181,11 @@ async def logout(principal: SignedIn, session: SessionDep) -> None:
 
 
 @router.get("/me")
-async def me(principal: SignedIn, session: SessionDep) -> MePublic:
+async def me(principal: SignedIn) -> MePublic:
     return MePublic(
         user=MeUser.model_validate(principal.user),
         organization=OrganizationPublic.model_validate(principal.org),
-        permissions=await user_permissions(session, principal.user.id),
+        permissions=principal.permissions,
     )
 
 

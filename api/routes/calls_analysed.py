@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlmodel import col, select
 
-from api.deps import Allow, Principal, SessionDep
+from api.deps import Allow, Principal, SessionDep, in_event_loop
 from api.errors import AppError, not_found
 from api.services.calls.breakdown import apply_overrides, breakdown, overridable_max, overrides_of
 from api.services.calls.projects import AnalyticsProject, call_project
@@ -50,7 +50,9 @@ def _day_start(d: date) -> datetime:
 
 @router.get("/projects/{project_id}/analysed-calls")
 async def list_analysed_calls(
-    project: AnalyticsProject, session: SessionDep, f: Annotated[CallFilters, Depends()]
+    project: AnalyticsProject,
+    session: SessionDep,
+    f: Annotated[CallFilters, Depends(in_event_loop(CallFilters))],
 ) -> AnalysedCallsPublic:
     """Newest first; pass the previous page's `nextAfter` as `after` for the next one."""
     stmt = select(AnalysedCall).where(

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from sqlmodel import select
 from temporalio.service import RPCError
 
-from api.deps import Allow, Principal, SessionDep, SettingsDep, TemporalLazyDep
+from api.deps import (
+    Allow,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalLazyDep,
+    in_event_loop,
+)
 from api.errors import AppError, is_not_found, not_found
 from api.routes.jobs import ReadableJob
 from api.routes.projects import ReadableProject
@@ -119,7 +126,7 @@ class RecordFilters:
     limit: Limit = 100
 
 
-Filters = Annotated[RecordFilters, Depends()]
+Filters = Annotated[RecordFilters, Depends(in_event_loop(RecordFilters))]
 
 
 def _scope(f: RecordFilters, org_id: uuid.UUID, **where: uuid.UUID) -> RecordFilter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +46,24 @@ class TestAccessDeclared:
             if not any(isinstance(c, ACCESS_MARKERS) for c in _calls(r.dependant))
         ]
         assert missing == []
+
+    async def test_no_dependency_runs_in_the_thread_pool(self, app: FastAPI) -> None:
+        # FastAPI runs a plain function or class in its thread pool: a hop per request that cost
+        # about a tenth of the API's CPU under load (bench_load). `in_event_loop` wraps a class.
+        def on_loop(call: Any) -> bool:
+            method = getattr(call, "__call__", None)  # noqa: B004 - an instance's __call__
+            return any(
+                inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
+                for f in (call, method)
+            )
+
+        in_pool = {
+            f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', c)}"
+            for r in api_routes(app)
+            for c in _calls(r.dependant)[1:]
+            if c is not None and not on_loop(c)
+        }
+        assert in_pool == set()
 
     async def test_permission_keys_are_known(self, app: FastAPI) -> None:
         from models.permissions import PERMISSIONS
