@@ -1,7 +1,8 @@
 """Job progress for every viewer from one PostgreSQL poll per job and interval.
 
 `ProgressHub.current` answers `GET /jobs/{id}/progress` from the last poll while it is younger
-than the interval; `ProgressHub.watch` feeds the SSE stream: the first viewer of a job starts its
+than the interval, and from a snapshot up to `STALE_INTERVALS` intervals old while one viewer's
+request refreshes it in the background (so no viewer waits behind the count of a large job); `ProgressHub.watch` feeds the SSE stream: the first viewer of a job starts its
 poller, every later viewer subscribes to it, and the poller stops when the last one leaves.
 No Temporal query is involved: the records and the job row are kept current by the engine.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import deque
@@ -22,7 +24,12 @@ from models.job import TERMINAL_JOB, JobStatus
 from models.job_progress import JobPhase, JobProgressPublic
 from store.progress import ProgressRow, read_progress
 
+log = logging.getLogger(__name__)
+
 RATE_WINDOW_S = 30.0
+# A snapshot this many intervals old is still served (and refreshed behind the answer); older
+# ones are refreshed before answering.
+STALE_INTERVALS = 2
 # A job nobody has asked about for this long loses its cached figures and rate samples.
 FORGET_AFTER_S = 120.0
 
@@ -41,6 +48,8 @@ class _Feed:
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
     viewers: set[asyncio.Queue[JobProgressPublic | None]] = field(default_factory=set)
     poller: asyncio.Task[None] | None = None
+    refresh: asyncio.Task[None] | None = None
+    gone: bool = False
 
 
 class ProgressHub:
@@ -65,11 +74,31 @@ class ProgressHub:
 
     async def current(self, org_id: uuid.UUID, job_id: uuid.UUID) -> JobProgressPublic:
         feed = self._feed(org_id, job_id)
+        if feed.gone:
+            raise JobGone(str(job_id))
+        age = time.monotonic() - feed.polled_at
+        if feed.last is not None and age < self.interval:
+            return feed.last
+        if feed.last is not None and age < STALE_INTERVALS * self.interval:
+            if feed.refresh is None or feed.refresh.done():
+                feed.refresh = asyncio.create_task(self._refresh(job_id, feed))
+            return feed.last
+        return await self._fresh(job_id, feed)
+
+    async def _fresh(self, job_id: uuid.UUID, feed: _Feed) -> JobProgressPublic:
         async with feed.lock:
             if feed.last is None or time.monotonic() - feed.polled_at >= self.interval:
                 await self._poll(job_id, feed)
             assert feed.last is not None
             return feed.last
+
+    async def _refresh(self, job_id: uuid.UUID, feed: _Feed) -> None:
+        try:
+            await self._fresh(job_id, feed)
+        except JobGone:
+            feed.gone = True
+        except Exception:  # noqa: BLE001 - the next viewer past the stale bound polls and sees it
+            log.warning("progress of job %s not refreshed", job_id, exc_info=True)
 
     async def _poll(self, job_id: uuid.UUID, feed: _Feed) -> None:
         self.polls += 1
@@ -110,7 +139,7 @@ class ProgressHub:
     async def _run(self, job_id: uuid.UUID, feed: _Feed) -> None:
         while feed.viewers:
             try:
-                snapshot = await self.current(feed.org_id, job_id)
+                snapshot = await self._fresh(job_id, feed)
             except JobGone:
                 snapshot = None
             for inbox in list(feed.viewers):

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from api.services.progress import STALE_INTERVALS
 from cxgear.stack.ports import free_port
 from infra.settings import Settings
 from tests.builders import Account, make_spinner, project, signup
@@ -128,7 +129,8 @@ class TestProgressFromPostgres:
         assert job["counts"]["completed"] == body["completed"]
 
         await set_status(app, job_id, job="paused", records="completed", n=3)
-        await asyncio.sleep(app.state.progress.interval)
+        # Past the stale bound, the answer waits for a fresh poll.
+        await asyncio.sleep(STALE_INTERVALS * app.state.progress.interval)
         body = (await client.get(url, headers=admin.headers)).json()
         assert body["phase"] == "paused" and body["paused"] is True
         assert body["completed"] == 7 and body["done"] == 7
@@ -185,6 +187,32 @@ async def read_events(
 
 
 class TestSharedPoll:
+    async def test_a_stale_snapshot_is_served_while_one_refresh_runs(
+        self, client: AsyncClient, app: FastAPI
+    ) -> None:
+        # No viewer waits behind the count of a large job: within the stale bound the answer is
+        # the last snapshot, and one refresh runs behind it for everybody.
+        admin, job_id = await job_with_records(
+            client, app, status="running", records={"running": 2}
+        )
+        hub = app.state.progress
+        hub.interval = 2.0
+        url = f"/api/v1/jobs/{job_id}/progress"
+        first = (await client.get(url, headers=admin.headers)).json()
+        assert first["completed"] == 0
+        await set_status(app, job_id, job="running", records="completed", n=2)
+        await asyncio.sleep(hub.interval)
+        polls = hub.polls
+        answers = await asyncio.gather(*(client.get(url, headers=admin.headers) for _ in range(5)))
+        assert [a.json()["completed"] for a in answers] == [0] * 5
+        for _ in range(200):
+            if hub.polls > polls:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert hub.polls == polls + 1
+        assert (await client.get(url, headers=admin.headers)).json()["completed"] == 2
+
     async def test_concurrent_viewers_share_one_poll_per_interval(
         self, client: AsyncClient, app: FastAPI, live_url: str
     ) -> None:
