@@ -197,7 +197,8 @@ async def get_job(job: ReadableJob, session: SessionDep) -> JobPublic:
 
 @router.get("/jobs/{job_id}/progress")
 async def job_progress(job: ReadableJob, hub: ProgressDep) -> JobProgressPublic:
-    """Counts, rate, ETA and phase from PostgreSQL, shared by every viewer for one interval."""
+    """Counts, rate, ETA and phase from PostgreSQL: one poll per job and second serves every
+    viewer, and a snapshot up to two seconds old is answered while it is refreshed."""
     try:
         return await hub.current(job.org_id, job.id)
     except JobGone as exc:
