@@ -2,7 +2,8 @@
 
 `ProgressHub.current` answers `GET /jobs/{id}/progress` from the last poll while it is younger
 than the interval, and from a snapshot up to `STALE_INTERVALS` intervals old while one viewer's
-request refreshes it in the background (so no viewer waits behind the count of a large job); `ProgressHub.watch` feeds the SSE stream: the first viewer of a job starts its
+request refreshes it in the background (so no viewer waits behind the count of a large job),
+and from the last one while that refresh is still running (up to `REFRESHING_STALE_INTERVALS`); `ProgressHub.watch` feeds the SSE stream: the first viewer of a job starts its
 poller, every later viewer subscribes to it, and the poller stops when the last one leaves.
 No Temporal query is involved: the records and the job row are kept current by the engine.
 """
@@ -30,6 +31,9 @@ RATE_WINDOW_S = 30.0
 # A snapshot this many intervals old is still served (and refreshed behind the answer); older
 # ones are refreshed before answering.
 STALE_INTERVALS = 2
+# While a refresh is running, a snapshot up to this many intervals old is served rather than
+# queueing for it.
+REFRESHING_STALE_INTERVALS = 10
 # A job nobody has asked about for this long loses its cached figures and rate samples.
 FORGET_AFTER_S = 120.0
 
@@ -79,9 +83,18 @@ class ProgressHub:
         age = time.monotonic() - feed.polled_at
         if feed.last is not None and age < self.interval:
             return feed.last
+        refreshing = feed.refresh is not None and not feed.refresh.done()
         if feed.last is not None and age < STALE_INTERVALS * self.interval:
-            if feed.refresh is None or feed.refresh.done():
+            if not refreshing:
                 feed.refresh = asyncio.create_task(self._refresh(job_id, feed))
+            return feed.last
+        if (
+            feed.last is not None
+            and refreshing
+            and age < REFRESHING_STALE_INTERVALS * self.interval
+        ):
+            # A refresh is already on its way (a slow count on a busy database): waiting for it
+            # would only queue this viewer behind it.
             return feed.last
         return await self._fresh(job_id, feed)
 
