@@ -89,7 +89,10 @@ class EmbeddedSeaweedFS(ServerProcess):
             aws_access_key_id=self.keys.access_key,
             aws_secret_access_key=self.keys.secret_key,
             region_name=REGION,
-            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+            # A busy machine's gateway now and then drops a connection mid-object: retried.
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=60
+            ),
         )
 
     def _prepare(self) -> Launch:
