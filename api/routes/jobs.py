@@ -29,7 +29,7 @@ from api.number_text import NumberTextRoute
 from api.routes.projects import ReadableProject
 from api.routes.spinners import spinner_for
 from api.services.jobs import create_job, job_counts, job_public, start_job_workflow
-from api.services.progress import JobGone
+from api.services.progress import JobGone, counts_of
 from api.services.spinners import run_warnings
 from models.base import RequestBody
 from models.data_table import DataTable
@@ -191,8 +191,14 @@ async def list_jobs(project: ReadableProject, principal: Read, session: SessionD
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(job: ReadableJob, session: SessionDep) -> JobPublic:
-    return await public(session, job)
+async def get_job(job: ReadableJob, hub: ProgressDep) -> JobPublic:
+    """The job with its counts from the progress snapshot (at most two seconds old while its
+    status is unchanged; a job seen ended has its final counts), so viewers share one count."""
+    try:
+        snapshot = await hub.current(job.org_id, job.id, status=job.status)
+    except JobGone as exc:
+        raise not_found("Job") from exc
+    return job_public(job, counts_of(snapshot))
 
 
 @router.get("/jobs/{job_id}/progress")

@@ -1,10 +1,11 @@
-"""Job progress for every viewer from one PostgreSQL poll per job and interval.
+"""Job progress and counts for every viewer from one PostgreSQL poll per job and interval.
 
 `ProgressHub.current` answers `GET /jobs/{id}/progress` from the last poll while it is younger
 than the interval, and from a snapshot up to `STALE_INTERVALS` intervals old while one viewer's
 request refreshes it in the background (so no viewer waits behind the count of a large job),
 and from the last one while that refresh is still running (up to `REFRESHING_STALE_INTERVALS`); `ProgressHub.watch` feeds the SSE stream: the first viewer of a job starts its
 poller, every later viewer subscribes to it, and the poller stops when the last one leaves.
+`GET /jobs/{id}` takes its counts from the same snapshot (`counts_of`).
 No Temporal query is involved: the records and the job row are kept current by the engine.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models.job import TERMINAL_JOB, JobStatus
+from models.job import TERMINAL_JOB, JobCounts, JobStatus
 from models.job_progress import JobPhase, JobProgressPublic
 from store.progress import ProgressRow, read_progress
 
@@ -76,10 +77,16 @@ class ProgressHub:
             if not feed.viewers and now - feed.polled_at > FORGET_AFTER_S:
                 del self._feeds[job_id]
 
-    async def current(self, org_id: uuid.UUID, job_id: uuid.UUID) -> JobProgressPublic:
+    async def current(
+        self, org_id: uuid.UUID, job_id: uuid.UUID, *, status: str | None = None
+    ) -> JobProgressPublic:
+        """The job's snapshot; with `status` (the job row just read), one taken while the job had
+        another status is replaced before answering, so a job seen ended has its final counts."""
         feed = self._feed(org_id, job_id)
         if feed.gone:
             raise JobGone(str(job_id))
+        if status is not None and feed.last is not None and feed.last.status != status:
+            return await self._fresh(job_id, feed, status=status)
         age = time.monotonic() - feed.polled_at
         if feed.last is not None and age < self.interval:
             return feed.last
@@ -98,9 +105,15 @@ class ProgressHub:
             return feed.last
         return await self._fresh(job_id, feed)
 
-    async def _fresh(self, job_id: uuid.UUID, feed: _Feed) -> JobProgressPublic:
+    async def _fresh(
+        self, job_id: uuid.UUID, feed: _Feed, *, status: str | None = None
+    ) -> JobProgressPublic:
         async with feed.lock:
-            if feed.last is None or time.monotonic() - feed.polled_at >= self.interval:
+            if (
+                feed.last is None
+                or time.monotonic() - feed.polled_at >= self.interval
+                or (status is not None and feed.last.status != status)
+            ):
                 await self._poll(job_id, feed)
             assert feed.last is not None
             return feed.last
@@ -163,6 +176,18 @@ class ProgressHub:
             if snapshot is None or snapshot.phase == JobPhase.ended:
                 return
             await asyncio.sleep(self.interval)
+
+
+def counts_of(snapshot: JobProgressPublic) -> JobCounts:
+    return JobCounts(
+        total=snapshot.total,
+        pending=snapshot.pending,
+        running=snapshot.active,
+        waiting=snapshot.waiting,
+        completed=snapshot.completed,
+        failed=snapshot.failed,
+        cancelled=snapshot.cancelled,
+    )
 
 
 def phase_of(status: str) -> JobPhase:

@@ -235,6 +235,32 @@ class TestSharedPoll:
         assert hub.polls == polls + 1
         assert (await client.get(url, headers=admin.headers)).json()["completed"] == 2
 
+    async def test_job_detail_counts_share_the_snapshot_and_an_ended_job_has_its_final_counts(
+        self, client: AsyncClient, app: FastAPI
+    ) -> None:
+        admin, job_id = await job_with_records(
+            client, app, status="running", records={"running": 3}
+        )
+        hub = app.state.progress
+        hub.interval = 30.0
+        url = f"/api/v1/jobs/{job_id}"
+        first = (await client.get(url, headers=admin.headers)).json()
+        assert first["counts"]["running"] == 3 and first["counts"]["total"] == 3
+        polls = hub.polls
+        await set_status(app, job_id, job="running", records="completed", n=1)
+        answers = await asyncio.gather(*(client.get(url, headers=admin.headers) for _ in range(5)))
+        # No count per request: while the status is unchanged, viewers share the last snapshot.
+        assert [a.json()["counts"]["completed"] for a in answers] == [0] * 5
+        assert hub.polls == polls
+        await set_status(app, job_id, job="completed", records="completed", n=2)
+        ended = (await client.get(url, headers=admin.headers)).json()
+        # A job seen ended is never shown with the counts of its running days.
+        assert ended["status"] == "completed"
+        assert (ended["counts"]["completed"], ended["counts"]["running"]) == (3, 0)
+        progress = (await client.get(f"{url}/progress", headers=admin.headers)).json()
+        assert progress["phase"] == "ended" and progress["completed"] == 3
+        hub.interval = 1.0
+
     async def test_concurrent_viewers_share_one_poll_per_interval(
         self, client: AsyncClient, app: FastAPI, live_url: str
     ) -> None:
