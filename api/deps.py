@@ -11,6 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import ARRAY, Text, bindparam, literal_column
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -206,6 +207,26 @@ async def user_permissions(session: AsyncSession, user_id: uuid.UUID) -> list[st
     return sorted(perms)
 
 
+# Session, person, organization and the person's permissions in one round trip, built once:
+# this runs on every signed-in request.
+PRINCIPAL_SQL = (
+    select(
+        UserSession,
+        User,
+        Organization,
+        literal_column(
+            "(select array_agg(distinct p) from user_role ur join role r on r.id = ur.role_id"
+            " cross join jsonb_array_elements_text(r.permissions) p"
+            " where ur.user_id = user_session.user_id)",
+            ARRAY(Text),
+        ),
+    )
+    .outerjoin(User, col(User.id) == col(UserSession.user_id))
+    .outerjoin(Organization, col(Organization.id) == col(UserSession.org_id))
+    .where(col(UserSession.token_hash) == bindparam("token"))
+)
+
+
 def _session_token(
     request: Request, credentials: HTTPAuthorizationCredentials | None, settings: Settings
 ) -> str:
@@ -231,21 +252,16 @@ async def get_principal(
             "API_KEY_NOT_ALLOWED",
             401,
         )
-    # Session, person and organization in one round trip: this runs on every signed-in request.
     row = (
         await session.exec(
-            select(UserSession, User, Organization)
-            .outerjoin(User, col(User.id) == col(UserSession.user_id))
-            .outerjoin(Organization, col(Organization.id) == col(UserSession.org_id))
-            .where(
-                UserSession.token_hash == token_hash(settings.secret_key.get_secret_value(), token)
-            )
+            PRINCIPAL_SQL,
+            params={"token": token_hash(settings.secret_key.get_secret_value(), token)},
         )
     ).first()
     if row is None:
         raise AppError("Session token is not valid", "TOKEN_INVALID", 401)
-    found, user, org = row
-    return await _live_principal(session, found, user, org)
+    found, user, org, permissions = row
+    return await _live_principal(session, found, user, org, sorted(permissions or ()))
 
 
 async def session_principal(session: AsyncSession, found: UserSession) -> Principal:
@@ -256,7 +272,11 @@ async def session_principal(session: AsyncSession, found: UserSession) -> Princi
 
 
 async def _live_principal(
-    session: AsyncSession, found: UserSession, user: User | None, org: Organization | None
+    session: AsyncSession,
+    found: UserSession,
+    user: User | None,
+    org: Organization | None,
+    permissions: list[str] | None = None,
 ) -> Principal:
     now = datetime.now(UTC)
     if found.ended_at is not None:
@@ -272,7 +292,9 @@ async def _live_principal(
     if now - found.last_active_at > LAST_ACTIVE_RESOLUTION:
         found.last_active_at = now
         session.add(found)
-    return Principal(user, org, found, await user_permissions(session, user.id))
+    if permissions is None:
+        permissions = await user_permissions(session, user.id)
+    return Principal(user, org, found, permissions)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
