@@ -220,7 +220,8 @@ def _start(stack: Stack, out: Console, started: float) -> None:
     if code != 0:
         raise StackError(_exit_message("migrations", code, migrate.log_file, "failed"))
 
-    api_cmd = [sys.executable, "-m", "uvicorn", "api.app:app"]
+    # `cxgear api`, as in production: it freezes the imported modules out of the collector.
+    api_cmd = [sys.executable, "-m", "cxgear", "api"]
     api_cmd += ["--host", stack.api_host, "--port", str(stack.api_port)]
     _run_app(stack, "API", api_cmd, env)
     _run_app(stack, "worker", [sys.executable, "-m", "cxgear", "worker"], env)

@@ -315,6 +315,10 @@ class TestCxgearDev:
 
         descendants = dev_run.descendants()
         assert len(descendants) >= 6  # postgres, temporal, bao, seaweedfs, API, worker
+        # The API and the worker run as in production: `cxgear api` (it freezes its imports out
+        # of the collector's passes) and `cxgear worker`.
+        commands = {tuple(p.cmdline()[1:4]) for p in descendants}
+        assert {("-m", "cxgear", "api"), ("-m", "cxgear", "worker")} <= commands
         dev_run.proc.send_signal(signal.SIGINT)
         assert dev_run.proc.wait(90) == 0, dev_run.read_rest()
         _, alive = psutil.wait_procs(descendants, timeout=10)
