@@ -120,7 +120,11 @@ class Window:
 
     rate: float
     seconds: float
-    cores: dict[str, float]
+    cpu_s: dict[str, float]
+
+    @property
+    def cores(self) -> dict[str, float]:
+        return {k: round(v / self.seconds, 2) for k, v in self.cpu_s.items()}
 
 
 async def window(
@@ -130,9 +134,9 @@ async def window(
     cpu0, t0 = servers_cpu_s(), time.monotonic()
     await during
     elapsed = time.monotonic() - t0
-    cores = {k: round((v - cpu0.get(k, 0.0)) / elapsed, 2) for k, v in servers_cpu_s().items()}
+    cpu_s = {k: v - cpu0.get(k, 0.0) for k, v in servers_cpu_s().items()}
     d1, _ = await done_of(c, h, job)
-    return Window((d1 - d0) / elapsed, elapsed, cores)
+    return Window((d1 - d0) / elapsed, elapsed, cpu_s)
 
 
 async def run_locust(
@@ -161,14 +165,13 @@ def children_cpu_s() -> float:
     return t.children_user + t.children_system
 
 
-def process_cpu_s(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
-
-
 def _server_name(proc: psutil.Process) -> str:
-    line = " ".join(proc.cmdline())
-    for name in ("postgres", "temporal", "bao", "weed", "worker", "api"):
+    args = proc.cmdline()
+    if "cxgear" in args[:3]:
+        # `python -m cxgear api|worker …`: named by its command, not by words in its options.
+        return args[args.index("cxgear") + 1]
+    line = " ".join(args)
+    for name in ("postgres", "temporal", "bao", "weed"):
         if name in line:
             return name
     return proc.name()
@@ -246,9 +249,7 @@ async def main() -> None:
             )
             api_rss = Sampler(api.pid, tree=False)
             try:
-                figures = await measure(
-                    args, users, stack.settings, port, crm.allowed, state, env, api.pid
-                )
+                figures = await measure(args, users, stack.settings, port, crm.allowed, state, env)
                 figures["api_peak_rss_mb"] = round(api_rss.peak_rss / 2**20, 1)
                 figures["api_rss_mb_end"] = round(
                     psutil.Process(api.pid).memory_info().rss / 2**20, 1
@@ -269,7 +270,6 @@ async def measure(
     crm: str,
     state: Path,
     env: dict[str, str],
-    api_pid: int,
 ) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=600) as c:
@@ -313,9 +313,9 @@ async def measure(
             # The job alone; then the load; then a CPU burner taking the cores the load took.
             idle = await window(c, h, job, asyncio.sleep(args.idle_seconds))
             prefix = state / f"locust{n}"
-            api0, loc0 = process_cpu_s(api_pid), children_cpu_s()
+            loc0 = children_cpu_s()
             loaded = await window(c, h, job, run_locust(args, n, base, prefix, lenv))
-            api_s, locust_s = process_cpu_s(api_pid) - api0, children_cpu_s() - loc0
+            api_s, locust_s = loaded.cpu_s.get("api", 0.0), children_cpu_s() - loc0
             took = (api_s + locust_s) / loaded.seconds
             burned = await window(c, h, job, run_burner(took, args.seconds))
             stats = locust_stats(prefix)
