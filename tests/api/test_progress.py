@@ -218,22 +218,32 @@ class TestSharedPoll:
             client, app, status="running", records={"running": 2}
         )
         hub = app.state.progress
-        hub.interval = 2.0
+        hub.interval = 3.0
         url = f"/api/v1/jobs/{job_id}/progress"
         first = (await client.get(url, headers=admin.headers)).json()
         assert first["completed"] == 0
         await set_status(app, job_id, job="running", records="completed", n=2)
         await asyncio.sleep(hub.interval)
         polls = hub.polls
-        answers = await asyncio.gather(*(client.get(url, headers=admin.headers) for _ in range(5)))
-        assert [a.json()["completed"] for a in answers] == [0] * 5
-        for _ in range(200):
-            if hub.polls > polls:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
+        async with app.state.engine.connect() as blocker:
+            # The refresh's count waits for this lock, so it cannot land between the answers:
+            # each of them is the old snapshot because no viewer waited for the refresh.
+            await blocker.execute(text("lock table record in access exclusive mode"))
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(client.get(url, headers=admin.headers) for _ in range(5))), 10
+            )
+            assert [a.json()["completed"] for a in answers] == [0] * 5
+            for _ in range(200):
+                if hub.polls > polls:
+                    break
+                await asyncio.sleep(0.01)
+            assert hub.polls == polls + 1
+            await blocker.rollback()
+        deadline = time.monotonic() + 5
+        while (await client.get(url, headers=admin.headers)).json()["completed"] != 2:
+            assert time.monotonic() < deadline, "the refresh never landed"
+            await asyncio.sleep(0.05)
         assert hub.polls == polls + 1
-        assert (await client.get(url, headers=admin.headers)).json()["completed"] == 2
 
     async def test_job_detail_counts_share_the_snapshot_and_an_ended_job_has_its_final_counts(
         self, client: AsyncClient, app: FastAPI
