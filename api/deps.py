@@ -28,8 +28,7 @@ from infra.vault import SecretStore
 from models.api_key import ApiKey
 from models.organization import Organization
 from models.permissions import grants
-from models.role import Role
-from models.user import User, UserRole, UserStatus
+from models.user import User, UserStatus
 from models.user_session import SessionEnd, UserSession
 
 LAST_ACTIVE_RESOLUTION = timedelta(seconds=60)
@@ -195,21 +194,10 @@ def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials.strip()
 
 
-async def user_permissions(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
-    rows = await session.exec(
-        select(Role.permissions)
-        .join(UserRole, col(UserRole.role_id) == col(Role.id))
-        .where(UserRole.user_id == user_id)
-    )
-    perms: set[str] = set()
-    for p in rows:
-        perms.update(p)
-    return sorted(perms)
-
-
 # Session, person, organization and the person's permissions in one round trip, built once:
-# this runs on every signed-in request.
-PRINCIPAL_SQL = (
+# this runs on every signed-in request. The one place the rule "a person's permissions are the
+# union of their roles' permissions" is written.
+_PRINCIPAL_ROW = (
     select(
         UserSession,
         User,
@@ -223,8 +211,9 @@ PRINCIPAL_SQL = (
     )
     .outerjoin(User, col(User.id) == col(UserSession.user_id))
     .outerjoin(Organization, col(Organization.id) == col(UserSession.org_id))
-    .where(col(UserSession.token_hash) == bindparam("token"))
 )
+PRINCIPAL_BY_TOKEN = _PRINCIPAL_ROW.where(col(UserSession.token_hash) == bindparam("token"))
+PRINCIPAL_BY_SESSION = _PRINCIPAL_ROW.where(col(UserSession.id) == bindparam("session_id"))
 
 
 def _session_token(
@@ -252,32 +241,39 @@ async def get_principal(
             "API_KEY_NOT_ALLOWED",
             401,
         )
-    row = (
-        await session.exec(
-            PRINCIPAL_SQL,
-            params={"token": token_hash(settings.secret_key.get_secret_value(), token)},
-        )
-    ).first()
+    return await _principal(
+        session,
+        PRINCIPAL_BY_TOKEN,
+        {"token": token_hash(settings.secret_key.get_secret_value(), token)},
+        AppError("Session token is not valid", "TOKEN_INVALID", 401),
+    )
+
+
+async def session_principal(
+    session: AsyncSession, session_id: uuid.UUID, missing: AppError
+) -> Principal:
+    """The person behind a session id (a codec link's grant), if the session is still live."""
+    return await _principal(session, PRINCIPAL_BY_SESSION, {"session_id": session_id}, missing)
+
+
+async def _principal(
+    session: AsyncSession, statement: Any, params: dict[str, Any], missing: AppError
+) -> Principal:
+    row = (await session.exec(statement, params=params)).first()
     if row is None:
-        raise AppError("Session token is not valid", "TOKEN_INVALID", 401)
+        raise missing
     found, user, org, permissions = row
-    return await _live_principal(session, found, user, org, sorted(permissions or ()))
+    return _live_principal(session, found, user, org, sorted(permissions or ()))
 
 
-async def session_principal(session: AsyncSession, found: UserSession) -> Principal:
-    """The person behind a session row, if the session is still live (the one set of rules)."""
-    user = await session.get(User, found.user_id)
-    org = await session.get(Organization, found.org_id)
-    return await _live_principal(session, found, user, org)
-
-
-async def _live_principal(
+def _live_principal(
     session: AsyncSession,
     found: UserSession,
     user: User | None,
     org: Organization | None,
-    permissions: list[str] | None = None,
+    permissions: list[str],
 ) -> Principal:
+    """The one set of rules for whether a session still stands for its person."""
     now = datetime.now(UTC)
     if found.ended_at is not None:
         if found.end_reason == SessionEnd.replaced:
@@ -292,8 +288,6 @@ async def _live_principal(
     if now - found.last_active_at > LAST_ACTIVE_RESOLUTION:
         found.last_active_at = now
         session.add(found)
-    if permissions is None:
-        permissions = await user_permissions(session, user.id)
     return Principal(user, org, found, permissions)
 
 

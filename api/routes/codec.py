@@ -37,7 +37,6 @@ from api.services.codec_server import (
 )
 from infra.codec import AesGcmCodec
 from models.codec import CodecLink, CodecPayloads
-from models.user_session import UserSession
 
 PREFIX = "/codec"
 router = APIRouter(tags=["codec"])
@@ -63,10 +62,10 @@ class RequireCodecGrant(RequirePermission):
         settings: SettingsDep,
     ) -> Principal:
         session_id = grant_session_id(settings.secret_key.get_secret_value(), token)
-        found = await session.get(UserSession, session_id) if session_id else None
-        if found is None:
-            raise AppError("Codec link is not valid", "TOKEN_INVALID", 401)
-        principal = await session_principal(session, found)
+        invalid = AppError("Codec link is not valid", "TOKEN_INVALID", 401)
+        if session_id is None:
+            raise invalid
+        principal = await session_principal(session, session_id, invalid)
         if not principal.can(self.permission):
             raise forbidden(self.permission)
         return principal
