@@ -6,8 +6,9 @@ listing and forged Twilio webhooks, with `--background-records` more records in 
 GET /healthz runs in the same mix as the floor: its p99 is what the co-located machine, the
 API's event loop and locust add to any request, the limit the endpoints' p99 is set beside.
 Each user count runs for `--seconds`, between a window of the job alone (its idle rate) and a
-window beside `bench.cpu_burner` taking the cores the API and locust took: the job's share of
-its idle rate under load is set beside its share next to a load that only costs CPU.
+window beside `bench.cpu_burner` taking the cores the load took (the API, locust, and the
+PostgreSQL cores the API's queries added): the job's share of its idle rate under load is set
+beside its share next to a load that only costs CPU.
 Usage: python -m bench.bench_load [--users 20,40,80] [--seconds 60] [--records 20000]
 """
 
@@ -316,7 +317,10 @@ async def measure(
             loc0 = children_cpu_s()
             loaded = await window(c, h, job, run_locust(args, n, base, prefix, lenv))
             api_s, locust_s = loaded.cpu_s.get("api", 0.0), children_cpu_s() - loc0
-            took = (api_s + locust_s) / loaded.seconds
+            # The load's cores: the API, locust, and what the API's queries added to PostgreSQL
+            # (its cores under load beyond the job's own, measured while the job ran alone).
+            db_cores = max(0.0, loaded.cores.get("postgres", 0.0) - idle.cores.get("postgres", 0.0))
+            took = (api_s + locust_s) / loaded.seconds + db_cores
             burned = await window(c, h, job, run_burner(took, args.seconds))
             stats = locust_stats(prefix)
             served = sum(s["requests"] for s in stats.values())
@@ -334,6 +338,7 @@ async def measure(
                 "api_cpu_ms_per_request": round(api_s * 1000 / served, 2) if served else None,
                 "locust_cpu_ms_per_request": round(locust_s * 1000 / served, 2) if served else None,
                 "load_cores": round(took, 2),
+                "load_db_cores": round(db_cores, 2),
                 "background_records_per_s": {
                     "idle": round(idle.rate, 1),
                     "under_load": round(loaded.rate, 1),
