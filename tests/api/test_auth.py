@@ -121,6 +121,28 @@ class TestLogin:
         again = await login(client, account.email, device="Elsewhere")
         assert again.status_code == 200
 
+    async def test_a_read_request_keeps_the_session_last_active_time(
+        self, client: AsyncClient, settings: Settings
+    ) -> None:
+        # A GET runs its statements without a transaction around them; its one write, the
+        # session's last-active time, must still land.
+        account = await signup(client)
+        with psycopg.connect(
+            settings.database_url.replace("+psycopg", ""), autocommit=True
+        ) as conn:
+            conn.execute(
+                "update user_session set last_active_at = now() - interval '1 hour'"
+                " where user_id = %s",
+                (account.user_id,),
+            )
+            assert (await client.get("/api/v1/auth/me", headers=account.headers)).status_code == 200
+            row = conn.execute(
+                "select now() - last_active_at < interval '1 minute' from user_session"
+                " where user_id = %s",
+                (account.user_id,),
+            ).fetchone()
+        assert row == (True,)
+
     async def test_logout_revokes_the_token(self, client: AsyncClient) -> None:
         account = await signup(client)
         assert (
