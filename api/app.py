@@ -118,12 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, pool_size=API_POOL_SIZE)
         app.state.engine = engine
         app.state.sessionmaker = session_factory(engine)
-        # A read (GET, HEAD, OPTIONS) runs each statement on its own: no BEGIN and COMMIT round
-        # trips around its one or two selects. The only writes a read makes are single
-        # statements (a session's last-active time, a journey's snapshot).
-        app.state.read_sessionmaker = session_factory(
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
         app.state.temporal = TemporalProvider(settings)
         app.state.progress = ProgressHub(engine)
         app.state.secret_store = SecretStore(settings)

@@ -1,5 +1,4 @@
-"""Request dependencies: database session (one transaction per write request), principals,
-permissions."""
+"""Request dependencies: database session (one transaction per request), principals, permissions."""
 
 from __future__ import annotations
 
@@ -72,12 +71,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
-    """A write request is one transaction; a read's statements each commit on their own."""
-    maker: async_sessionmaker[AsyncSession] = (
-        request.app.state.read_sessionmaker
-        if request.method in SAFE_METHODS
-        else request.app.state.sessionmaker
-    )
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with maker() as session:
         uow = UnitOfWork(session)
         try:

@@ -124,8 +124,7 @@ class TestLogin:
     async def test_a_read_request_keeps_the_session_last_active_time(
         self, client: AsyncClient, settings: Settings
     ) -> None:
-        # A GET runs its statements without a transaction around them; its one write, the
-        # session's last-active time, must still land.
+        # A GET's one write, the session's last-active time, lands with the request.
         account = await signup(client)
         with psycopg.connect(
             settings.database_url.replace("+psycopg", ""), autocommit=True
