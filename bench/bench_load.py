@@ -3,6 +3,7 @@
 A job of `--records` records runs in the background while locust (headless, in a subprocess)
 drives records pages, journeys, job detail and progress, ingest batches, /auth/me, project
 listing and forged Twilio webhooks, with `--background-records` more records in the database.
+Figures count from the moment every user is spawned (the steady load, not the ramp).
 GET /healthz runs in the same mix as the floor: its p99 is what the co-located machine, the
 API's event loop and locust add to any request, the limit the endpoints' p99 is set beside.
 Each user count runs for `--seconds`, between a window of the job alone (its idle rate) and a
@@ -147,6 +148,9 @@ async def run_locust(
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "-u", str(users), "-r", str(max(users // 2, 1)), "-t", f"{args.seconds}s",
         "-H", base, "--csv", str(prefix), "--only-summary", "--exit-code-on-error", "0",
+        # The figures are the steady load: counted once every user is spawned, not the first
+        # second's burst of new users on an API pool that has yet to open its connections.
+        "--reset-stats",
         *(["--tags", *args.only.split(",")] if args.only else []),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
